@@ -1,0 +1,1 @@
+//! Criterion bench suites for mediagate, one module per area.

@@ -1,0 +1,2 @@
+//! mediagate's media hot path.
+#![forbid(unsafe_code)]
