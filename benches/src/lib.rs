@@ -1,1 +1,5 @@
-//! Criterion bench suites for mediagate, one module per area.
+//! Criterion bench suites for mediagate, one module per area, each
+//! comparing with a baseline in the same run (see BENCHMARKS.md).
+
+pub mod primitives;
+pub mod srtp;
