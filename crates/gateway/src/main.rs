@@ -1,0 +1,3 @@
+//! The `mediagate` binary (admin commands come in the next commit).
+
+fn main() {}
