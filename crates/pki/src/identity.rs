@@ -59,3 +59,63 @@ impl PeerIdentity {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(sans: Vec<String>, cn: &str) -> CertificateDer<'static> {
+        let mut p = rcgen::CertificateParams::new(sans).expect("params");
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, cn.to_owned());
+        let key = rcgen::KeyPair::generate().expect("key");
+        p.self_signed(&key).expect("cert").der().clone()
+    }
+
+    #[test]
+    fn san_names_are_normalized_and_cn_ignored_when_sans_exist() {
+        let c = cert(vec!["PBX.Example.com.".into()], "other.example.com");
+        let on = IdentityOptions {
+            allow_common_name: true,
+        };
+        let id = PeerIdentity::from_verified_chain(Some(&[c]), on).expect("identity");
+        assert_eq!(id.fqdns, vec!["pbx.example.com".to_string()]);
+        assert!(id.matches("pbx.example.COM"));
+        assert!(
+            !id.matches("other.example.com"),
+            "CN is never added next to SANs"
+        );
+    }
+
+    #[test]
+    fn cn_only_with_the_option() {
+        let c = cert(vec![], "legacy-pbx.example.com");
+        let chain = [c];
+        let off = PeerIdentity::from_verified_chain(Some(&chain), IdentityOptions::default())
+            .expect("identity");
+        assert!(off.fqdns.is_empty());
+        let on = PeerIdentity::from_verified_chain(
+            Some(&chain),
+            IdentityOptions {
+                allow_common_name: true,
+            },
+        )
+        .expect("identity");
+        assert_eq!(on.fqdns, vec!["legacy-pbx.example.com".to_string()]);
+    }
+
+    #[test]
+    fn wildcard_matches_one_label() {
+        let c = cert(vec!["*.pbx.example.com".into()], "x");
+        let id = PeerIdentity::from_verified_chain(Some(&[c]), IdentityOptions::default())
+            .expect("identity");
+        assert!(id.matches("a.pbx.example.com"));
+        assert!(!id.matches("a.b.pbx.example.com"));
+        assert!(!id.matches("pbx.example.com"));
+    }
+
+    #[test]
+    fn no_chain_no_identity() {
+        assert!(PeerIdentity::from_verified_chain(None, IdentityOptions::default()).is_none());
+    }
+}
