@@ -219,3 +219,34 @@ async fn no_resumption_so_trust_changes_apply_to_returning_clients() {
         }
     }
 }
+
+/// R-CERT-7: a peer's self-signed certificate imported on its own into the trust store is
+/// accepted (both as a client of our server and as a server for our client), and the gateway's
+/// own generated self-signed certificate works the same way at the peer.
+#[tokio::test]
+async fn self_signed_peers_imported_one_by_one_are_trusted() {
+    let pki = pki();
+    let peer_ss =
+        mediagate_pki::testpki::Leaf::self_signed(&LeafSpec::new("pbx.test", pki.now(), 365));
+    let our_ss = &pki.self_signed; // stands for the gateway's generated certificate
+
+    // Peer (self-signed) → our server trusting exactly that certificate.
+    let (server, _, _) = our_server(our_ss, vec![peer_ss.chain()[0].clone()], pki.now());
+    let (addr, mut rx) = start_server(server).await;
+    let client = plain_client(Some(&peer_ss), our_ss.chain()[0].clone(), &[&TLS13, &TLS12]);
+    connect(client, addr, "selfsigned.test")
+        .await
+        .expect("self-signed peer accepted");
+    match verdict(&mut rx).await {
+        Accepted::Ok(Some(id)) => assert_eq!(id.fqdns, vec!["pbx.test".to_string()]),
+        other => panic!("{other:?}"),
+    }
+
+    // Our client (self-signed) → a peer server (self-signed) we trust one by one.
+    let (peer_server, _, _) = our_server(&peer_ss, vec![our_ss.chain()[0].clone()], pki.now());
+    let (addr, _rx) = start_server(peer_server).await;
+    let (client, _, _) = our_client(our_ss, vec![peer_ss.chain()[0].clone()], pki.now());
+    connect(client, addr, "pbx.test")
+        .await
+        .expect("self-signed server trusted");
+}
