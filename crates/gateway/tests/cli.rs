@@ -193,6 +193,14 @@ fn private_pki_round_trip_request_sign_import_show_export_trust() {
     assert!(csr_text.contains("DNS:gw.example.com"), "{csr_text}");
     assert!(csr_text.contains("IP Address:192.0.2.7"), "{csr_text}");
 
+    let o = env.run(&["cert", "show"]);
+    assert_exit(&o, 4);
+    assert!(
+        stdout(&o).contains("pending/gw.example.com.key"),
+        "{}",
+        stdout(&o)
+    );
+
     // A second request for the same name must not overwrite the pending key.
     let before = snapshot(&env.certs);
     let o = env.run(&["cert", "request", "--fqdn", "gw.example.com"]);

@@ -334,6 +334,11 @@ impl Reloader {
         ev
     }
 
+    /// When the last expiry warning or error was reported for the certificate in use.
+    pub fn last_expiry_report(&self) -> Option<SystemTime> {
+        self.lock().last_expiry_report
+    }
+
     /// Days of validity left of the certificate in use (the R-CERT-5 metric).
     pub fn days_left(&self, now: SystemTime) -> i64 {
         expiry::days_left(self.lock().selected.not_after, now)
@@ -440,7 +445,19 @@ pub fn watch(
     let thread = std::thread::Builder::new()
         .name("mediagate-pki-watch".into())
         .spawn(move || {
+            // Next expiry check, on the injected clock, so a steady stream of file events
+            // cannot postpone it.
+            let mut next_expiry = clock.now() + config.expiry_interval;
             loop {
+                let now = clock.now();
+                if now >= next_expiry {
+                    reloader.check_expiry(now);
+                    next_expiry = now + config.expiry_interval;
+                }
+                let wait = next_expiry
+                    .duration_since(now)
+                    .unwrap_or(Duration::ZERO)
+                    .min(config.expiry_interval);
                 let (mut certs, mut trust) = (false, false);
                 let mut note = |ev: notify::Result<notify::Event>| {
                     if let Ok(ev) = ev {
@@ -457,11 +474,12 @@ pub fn watch(
                         }
                     }
                 };
-                match rx.recv_timeout(config.expiry_interval) {
+                match rx.recv_timeout(wait) {
                     Ok(Msg::Fs(ev)) => note(ev),
                     Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                     Err(RecvTimeoutError::Timeout) => {
                         reloader.check_expiry(clock.now());
+                        next_expiry = clock.now() + config.expiry_interval;
                         continue;
                     }
                 }

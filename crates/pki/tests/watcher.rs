@@ -99,3 +99,33 @@ async fn renewal_is_picked_up_without_restart() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_watcher_runs_the_expiry_check_periodically() {
+    let pki = TestPki::generate(real_now());
+    let certs = tempfile::tempdir().unwrap();
+    let trust = tempfile::tempdir().unwrap();
+    pki.server.write_to(certs.path(), "current"); // 90 days left
+    let clock = Arc::new(FixedClock::new(pki.now()));
+    let reloader =
+        Arc::new(Reloader::start(certs.path(), trust.path(), None, clock.now()).unwrap());
+    let not_after = reloader.selected().0.not_after;
+    let _watch = watch(
+        reloader.clone(),
+        clock.clone(),
+        WatchConfig::default().expiry_interval(Duration::from_millis(100)),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        reloader.last_expiry_report(),
+        None,
+        "nothing due with 90 days left"
+    );
+    let near = not_after - Duration::from_secs(10 * 24 * 3600);
+    clock.set(near);
+    wait_until("a warning is reported", || {
+        reloader.last_expiry_report() == Some(near)
+    })
+    .await;
+}

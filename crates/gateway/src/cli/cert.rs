@@ -39,8 +39,8 @@ pub(crate) enum CertCommand {
         /// Additional subjectAltNames: DNS names or IP addresses (repeatable).
         #[arg(long, value_name = "NAME|IP")]
         san: Vec<String>,
-        /// Where to write the CSR (default: <cert-dir>/pending/<fqdn>.csr). The key always goes
-        /// to <cert-dir>/pending/<fqdn>.key, mode 0600.
+        /// Where to write the CSR (default: CERT_DIR/pending/FQDN.csr). The key always goes
+        /// to CERT_DIR/pending/FQDN.key, mode 0600.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
@@ -118,6 +118,14 @@ fn show(dir: &Path, clock: &dyn Clock) -> Result<(), CliError> {
         let why = c.unusable().map(|r| r.to_string()).unwrap_or_default();
         println!("  - {}: {why}", c.cert_path.display());
     }
+    let pending = pending_requests(dir);
+    if !pending.is_empty() {
+        println!();
+        println!("Pending requests (key waiting for its signed certificate):");
+        for p in pending {
+            println!("  - {}", p.display());
+        }
+    }
     if s.selected().is_none() {
         return Err(CliError::NoUsableCertificate(format!(
             "no usable certificate in {} (the gateway would generate a self-signed one at start)",
@@ -125,6 +133,20 @@ fn show(dir: &Path, clock: &dyn Clock) -> Result<(), CliError> {
         )));
     }
     Ok(())
+}
+
+/// Keys in the pending directory, sorted.
+fn pending_requests(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(PENDING))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "key"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 fn export(dir: &Path, out: &Path, chain: bool, clock: &dyn Clock) -> Result<(), CliError> {
