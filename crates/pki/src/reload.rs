@@ -440,8 +440,6 @@ pub fn watch(
     })?;
     watcher.watch(&reloader.cert_dir, RecursiveMode::NonRecursive)?;
     watcher.watch(&reloader.trust_dir, RecursiveMode::NonRecursive)?;
-    let cert_dir = reloader.cert_dir.clone();
-    let trust_dir = reloader.trust_dir.clone();
     let thread = std::thread::Builder::new()
         .name("mediagate-pki-watch".into())
         .spawn(move || {
@@ -458,21 +456,14 @@ pub fn watch(
                     .duration_since(now)
                     .unwrap_or(Duration::ZERO)
                     .min(config.expiry_interval);
-                let (mut certs, mut trust) = (false, false);
-                let mut note = |ev: notify::Result<notify::Event>| {
-                    if let Ok(ev) = ev {
-                        if ev.kind.is_access() {
-                            return;
-                        }
-                        for p in &ev.paths {
-                            if p.parent() == Some(cert_dir.as_path()) || *p == cert_dir {
-                                certs = true;
-                            }
-                            if p.parent() == Some(trust_dir.as_path()) || *p == trust_dir {
-                                trust = true;
-                            }
-                        }
-                    }
+                // Any change in either directory rescans both: a scan is a handful of small
+                // files, unchanged material is detected by fingerprint, and this avoids
+                // comparing event paths (absolute, maybe canonical) with configured ones.
+                let mut changed = false;
+                let mut note = |ev: notify::Result<notify::Event>| match ev {
+                    Ok(ev) if !ev.kind.is_access() => changed = true,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("certificate directory watch error: {e}"),
                 };
                 match rx.recv_timeout(wait) {
                     Ok(Msg::Fs(ev)) => note(ev),
@@ -491,10 +482,8 @@ pub fn watch(
                         Err(RecvTimeoutError::Timeout) => break,
                     }
                 }
-                if trust {
+                if changed {
                     reloader.reload_trust();
-                }
-                if certs {
                     let now = clock.now();
                     reloader.reload_certs(now);
                     reloader.check_expiry(now);
