@@ -23,3 +23,5 @@ pub const TRUST_LOADED: &str = "GW2008";
 pub const TRUST_RELOAD_REFUSED: &str = "GW2009";
 /// A peer's certificate was refused during a handshake (with the reason).
 pub const PEER_REFUSED: &str = "GW2010";
+/// A usable candidate's private key file is readable by group or others.
+pub const KEY_FILE_TOO_OPEN: &str = "GW2011";

@@ -98,6 +98,17 @@ fn log_facts(code: &str, what: &str, path: &Path, f: &CertFacts) {
 }
 
 fn log_unusable(scan: &StoreScan) {
+    for c in scan.ranked.iter().filter(|c| c.key_too_open) {
+        if let Some(k) = &c.key_path {
+            tracing::warn!(
+                code = events::KEY_FILE_TOO_OPEN,
+                path = %k.display(),
+                "{} private key {} is readable by group or others; chmod 600 it",
+                events::KEY_FILE_TOO_OPEN,
+                k.display()
+            );
+        }
+    }
     for c in &scan.unusable {
         if let Some(reason) = c.unusable() {
             tracing::info!(

@@ -99,6 +99,9 @@ pub struct Candidate {
     pub facts: Option<CertFacts>,
     /// The leaf followed by its chain, as in the file.
     pub chain: Vec<CertificateDer<'static>>,
+    /// The key file can be read by group or others (mode not 0600 or stricter). Usable, but
+    /// worth a warning (`GW2011`).
+    pub key_too_open: bool,
     /// `Ok` with the ready-to-use key when usable.
     verdict: Result<Arc<CertifiedKey>, Unusable>,
 }
@@ -229,6 +232,7 @@ fn bad_file(path: &Path, e: &PemError) -> Candidate {
         key_path: None,
         facts: None,
         chain: Vec::new(),
+        key_too_open: false,
         verdict: Err(Unusable::BadFile(e.to_string())),
     }
 }
@@ -252,11 +256,16 @@ pub fn check_candidate(
             (Some(f), v)
         }
     };
+    let key_too_open = key_path.as_deref().is_some_and(|p| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+    });
     Candidate {
         cert_path,
         key_path,
         facts,
         chain,
+        key_too_open,
         verdict,
     }
 }

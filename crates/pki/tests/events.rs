@@ -82,8 +82,23 @@ fn every_event_code_is_logged_with_its_facts() {
 
         // A CA-issued certificate arrives → GW2003 changed.
         pki.server.write_to(certs.path(), "ca");
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let key = certs.path().join("ca.key");
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
         r.reload_certs(now);
-        assert!(cap.take().contains(events::CERT_CHANGED));
+        let log = cap.take();
+        assert!(log.contains(events::CERT_CHANGED), "{log}");
+        // The key was written world-readable: GW2011 (the generated one, 0600, is not named).
+        assert!(
+            log.contains(events::KEY_FILE_TOO_OPEN) && log.contains("ca.key"),
+            "{log}"
+        );
+        let open_lines = log
+            .lines()
+            .filter(|l| l.contains(events::KEY_FILE_TOO_OPEN));
+        assert_eq!(open_lines.count(), 1, "{log}");
 
         // Everything broken → GW2007 per candidate, GW2006 refused.
         for e in std::fs::read_dir(certs.path()).unwrap() {

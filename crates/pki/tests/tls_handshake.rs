@@ -250,3 +250,39 @@ async fn self_signed_peers_imported_one_by_one_are_trusted() {
         .await
         .expect("self-signed server trusted");
 }
+
+/// R-CERT-6 on the client side: after a swap our client presents the new certificate, and the
+/// client trust anchors can be swapped too.
+#[tokio::test]
+async fn client_side_swap_presents_the_new_certificate() {
+    let pki = pki();
+    let (server, _, _) = our_server(&pki.server, vec![pki.root_der()], pki.now());
+    let (addr, mut rx) = start_server(server).await;
+    let (client, certs, trust) = our_client(&pki.client, vec![pki.root_der()], pki.now());
+
+    connect(client.clone(), addr, "server.test")
+        .await
+        .expect("first");
+    match verdict(&mut rx).await {
+        Accepted::Ok(Some(id)) => assert_eq!(id.fqdns, vec!["pbx.test".to_string()]),
+        other => panic!("{other:?}"),
+    }
+    certs.swap(
+        pki.issue(&LeafSpec::new("pbx2.test", pki.now(), 30))
+            .certified_key(),
+    );
+    connect(client.clone(), addr, "server.test")
+        .await
+        .expect("second");
+    match verdict(&mut rx).await {
+        Accepted::Ok(Some(id)) => assert_eq!(id.fqdns, vec!["pbx2.test".to_string()]),
+        other => panic!("{other:?}"),
+    }
+    trust
+        .swap(TrustStore::from_certs(vec![pki.foreign_root_der()]).expect("store"))
+        .expect("swap");
+    let err = connect(client, addr, "server.test")
+        .await
+        .expect_err("server no longer trusted");
+    assert_eq!(reason_of(&err), Some(RefusalReason::UnknownIssuer));
+}

@@ -111,6 +111,12 @@ fn show(dir: &Path, clock: &dyn Clock) -> Result<(), CliError> {
     println!("Ranked candidates ({}):", s.ranked.len());
     for (i, c) in s.ranked.iter().enumerate() {
         println!("  {}. {}", i + 1, summary(c));
+        if let (true, Some(k)) = (c.key_too_open, &c.key_path) {
+            println!(
+                "     warning: key {} is readable by group or others (chmod 600 it)",
+                k.display()
+            );
+        }
     }
     println!();
     println!("Unusable ({}):", s.unusable.len());
