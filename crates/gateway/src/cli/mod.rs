@@ -1,0 +1,115 @@
+//! Command-line interface: argument definitions, errors with exit codes, dispatch.
+
+mod cert;
+mod trust;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use mediagate_pki::Clock;
+
+/// Default certificate store, relative to the working directory.
+pub(crate) const DEFAULT_CERT_DIR: &str = "./data/certs";
+/// Default trust store, relative to the working directory.
+pub(crate) const DEFAULT_TRUST_DIR: &str = "./data/trust";
+
+/// mediagate: secure SIP + RTP/SRTP media gateway.
+#[derive(Debug, Parser)]
+#[command(name = "mediagate", version, about, long_about = None)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 usage, 2 invalid input, 3 environment (missing \
+directory, file exists, write failed), 4 no usable certificate."
+)]
+pub(crate) struct Cli {
+    /// Certificate store: PEM chains and keys.
+    #[arg(long, global = true, default_value = DEFAULT_CERT_DIR, value_name = "DIR")]
+    pub(crate) cert_dir: PathBuf,
+    /// Trust store: trusted root certificates.
+    #[arg(long, global = true, default_value = DEFAULT_TRUST_DIR, value_name = "DIR")]
+    pub(crate) trust_dir: PathBuf,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// The gateway's own certificate.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
+    /// Trusted roots used to verify peers.
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
+}
+
+/// A failed command, by whose fault, with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// Bad input file or value (exit 2).
+    #[error("{0}")]
+    Invalid(String),
+    /// Missing directory, existing file, failed write (exit 3).
+    #[error("{0}")]
+    Environment(String),
+    /// No usable certificate (exit 4).
+    #[error("{0}")]
+    NoUsableCertificate(String),
+}
+
+impl CliError {
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Self::Invalid(_) => 2,
+            Self::Environment(_) => 3,
+            Self::NoUsableCertificate(_) => 4,
+        }
+    }
+}
+
+/// Runs a parsed command.
+pub(crate) fn run(cli: Cli, clock: &dyn Clock) -> Result<(), CliError> {
+    match cli.command {
+        Command::Cert(c) => cert::run(c, &cli.cert_dir, clock),
+        Command::Trust(c) => trust::run(c, &cli.trust_dir, clock),
+    }
+}
+
+/// The directory must exist: say so clearly, naming the flag that sets it.
+pub(crate) fn require_dir(dir: &Path, what: &str, flag: &str) -> Result<(), CliError> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(CliError::Environment(format!(
+            "{what} {}: directory does not exist (create it, or pass {flag} DIR)",
+            dir.display()
+        )))
+    }
+}
+
+/// A file-name-safe stem from a certificate name.
+pub(crate) fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_owned()
+}
+
+/// Writes a new file; "exists" and other I/O errors become environment errors naming it.
+pub(crate) fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), CliError> {
+    mediagate_pki::files::write_new(path, contents, mode).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            CliError::Environment(format!(
+                "{}: already exists; nothing was overwritten",
+                path.display()
+            ))
+        } else {
+            CliError::Environment(format!("{}: cannot write: {e}", path.display()))
+        }
+    })
+}
