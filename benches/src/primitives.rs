@@ -4,7 +4,7 @@
 //! its 160-octet payload, and AES-128-GCM sealing it, RustCrypto vs aws-lc-rs.
 
 use criterion::{Criterion, Throughput};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use std::hint::black_box;
 
@@ -15,7 +15,7 @@ pub fn benchmarks(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("primitives/hmac-sha1-176");
     g.throughput(Throughput::Bytes(176));
-    let rc = <Hmac<Sha1> as Mac>::new_from_slice(&key).expect("any key length");
+    let rc = <Hmac<Sha1> as KeyInit>::new_from_slice(&key).expect("any key length");
     g.bench_function("rustcrypto", |b| {
         b.iter(|| {
             let mut m = rc.clone();
@@ -85,6 +85,22 @@ pub fn benchmarks(c: &mut Criterion) {
         use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
         let k = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &[1u8; 16]).expect("key"));
         g.bench_function("aws-lc-rs", |b| {
+            b.iter(|| {
+                let tag = k
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key([3u8; 12]),
+                        Aad::from(aad),
+                        black_box(&mut buf),
+                    )
+                    .expect("seal");
+                black_box(tag)
+            })
+        });
+    }
+    {
+        use ring::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+        let k = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &[1u8; 16]).expect("key"));
+        g.bench_function("ring", |b| {
             b.iter(|| {
                 let tag = k
                     .seal_in_place_separate_tag(

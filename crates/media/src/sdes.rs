@@ -25,7 +25,7 @@ use base64::Engine as _;
 use base64::alphabet::STANDARD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-use crate::srtp::{MAX_MKI_LEN, MasterKey, Mki, SrtpProfile};
+use crate::srtp::{MAX_MKI_LEN, MasterKey, Mki, RandomError, SrtpProfile};
 
 /// Standard base64 that also accepts a missing padding (some phones omit it).
 const B64: GeneralPurpose = GeneralPurpose::new(
@@ -89,7 +89,7 @@ pub struct CryptoAttribute {
 
 impl CryptoAttribute {
     /// A new attribute with a freshly generated random key for `profile`.
-    pub fn generate(tag: u32, profile: SrtpProfile) -> Result<Self, aws_lc_rs::error::Unspecified> {
+    pub fn generate(tag: u32, profile: SrtpProfile) -> Result<Self, RandomError> {
         Ok(Self {
             tag,
             key: MasterKey::generate(profile)?,
@@ -229,9 +229,7 @@ impl fmt::Debug for CryptoAttribute {
 
 /// Builds the `a=crypto` lines for an offer: one per profile in `profiles`
 /// (strongest first), tags 1, 2, …, each with its own fresh key.
-pub fn offer(
-    profiles: &[SrtpProfile],
-) -> Result<Vec<CryptoAttribute>, aws_lc_rs::error::Unspecified> {
+pub fn offer(profiles: &[SrtpProfile]) -> Result<Vec<CryptoAttribute>, RandomError> {
     profiles
         .iter()
         .zip(1u32..)
@@ -257,9 +255,7 @@ pub fn select<'a>(
 
 /// The answer to an accepted offer line: same tag and suite, a fresh key of
 /// our own (keys are never reused across legs or directions, R-MEDIA-2).
-pub fn answer(
-    accepted: &CryptoAttribute,
-) -> Result<CryptoAttribute, aws_lc_rs::error::Unspecified> {
+pub fn answer(accepted: &CryptoAttribute) -> Result<CryptoAttribute, RandomError> {
     CryptoAttribute::generate(accepted.tag, accepted.profile())
 }
 

@@ -3,20 +3,19 @@
 //!
 //! - AES counter mode: RustCrypto `aes` (AES-NI when the CPU has it) driven
 //!   through `ctr`, keystream applied in place;
-//! - HMAC-SHA1: RustCrypto `hmac` + `sha1` (SHA-NI when present), with the
-//!   inner and outer pads hashed once per session key and cloned per packet;
-//! - AES-GCM: aws-lc (`aws-lc-rs`), sealed and opened in place.
+//! - HMAC-SHA1 (RFC 2104) built on the `sha1` crate's compression function
+//!   (SHA-NI when present): the inner and outer pad blocks are hashed once
+//!   per session key, full packet blocks are compressed where they lie, and
+//!   only the tail, ROC and padding are assembled on the stack;
+//! - AES-GCM: `ring` (BoringSSL's AES-NI/CLMUL/AVX assembly behind a thin
+//!   wrapper), sealed and opened in place.
 
 use aes::cipher::{BlockEncrypt, BlockSizeUser, KeyInit, consts::U16, generic_array::GenericArray};
 use aes::{Aes128, Aes256};
-use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, LessSafeKey, UnboundKey};
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
+use ring::aead::{AES_128_GCM, AES_256_GCM, LessSafeKey, UnboundKey};
 
 use super::kdf::{Label, derive};
 use super::profile::SrtpProfile;
-
-type HmacSha1 = Hmac<Sha1>;
 
 /// AES in counter mode with a key schedule expanded once.
 ///
@@ -61,10 +60,12 @@ fn ctr_xor<C: BlockEncrypt + BlockSizeUser<BlockSize = U16>>(
     let mut blocks = [GenericArray::<u8, U16>::default(); PAR_BLOCKS];
     for chunk in data.chunks_mut(16 * PAR_BLOCKS) {
         let n = chunk.len().div_ceil(16);
-        for (i, b) in blocks[..n].iter_mut().enumerate() {
+        // Always a full batch: eight pipelined AES-NI blocks cost less than
+        // two blocks encrypted one after the other.
+        for (i, b) in blocks.iter_mut().enumerate() {
             *b = GenericArray::from(base.wrapping_add(counter + i as u128).to_be_bytes());
         }
-        cipher.encrypt_blocks(&mut blocks[..n]);
+        cipher.encrypt_blocks(&mut blocks);
         counter += n as u128;
         for (d, k) in chunk.chunks_mut(16).zip(&blocks[..n]) {
             if let Ok(d16) = <&mut [u8; 16]>::try_from(&mut *d) {
@@ -136,9 +137,7 @@ impl SessionKeys {
             derive(master_key, master_salt, salt_label, &mut salt);
             let mut auth_key = [0u8; 20];
             derive(master_key, master_salt, auth_label, &mut auth_key);
-            #[allow(clippy::expect_used)]
-            let auth =
-                <HmacSha1 as Mac>::new_from_slice(&auth_key).expect("HMAC accepts any key length");
+            let auth = HmacSha1::new(&auth_key);
             auth_key.fill(0);
             Self::Cm {
                 aes: AesCtr::new(enc),
@@ -173,7 +172,7 @@ impl SessionKeys {
             Self::Cm {
                 aes: AesCtr::new(enc),
                 salt: s,
-                auth: <HmacSha1 as Mac>::new_from_slice(auth).unwrap(),
+                auth: HmacSha1::new(auth),
             }
         }
     }
@@ -193,13 +192,103 @@ pub(crate) fn cm_iv(salt: &[u8; 14], ssrc: u32, index: u64) -> [u8; 16] {
     iv
 }
 
+/// HMAC-SHA1 (RFC 2104) with the pad blocks pre-hashed.
+#[derive(Clone)]
+pub(crate) struct HmacSha1 {
+    /// SHA-1 state after compressing `key XOR ipad`.
+    inner: [u32; 5],
+    /// SHA-1 state after compressing `key XOR opad`.
+    outer: [u32; 5],
+}
+
+const SHA1_H0: [u32; 5] = [
+    0x6745_2301,
+    0xEFCD_AB89,
+    0x98BA_DCFE,
+    0x1032_5476,
+    0xC3D2_E1F0,
+];
+
+#[inline]
+fn compress(state: &mut [u32; 5], blocks: &[[u8; 64]]) {
+    sha1::block_api::compress(state, blocks);
+}
+
+fn state_bytes(state: &[u32; 5]) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    for (o, w) in out.chunks_exact_mut(4).zip(state) {
+        o.copy_from_slice(&w.to_be_bytes());
+    }
+    out
+}
+
+impl HmacSha1 {
+    pub(crate) fn new(key: &[u8]) -> Self {
+        let mut k = [0u8; 64];
+        if key.len() > 64 {
+            use sha1::Digest as _;
+            k[..20].copy_from_slice(&sha1::Sha1::digest(key));
+        } else {
+            k[..key.len()].copy_from_slice(key);
+        }
+        let (mut ipad, mut opad) = ([0x36u8; 64], [0x5cu8; 64]);
+        for ((i, o), k) in ipad.iter_mut().zip(opad.iter_mut()).zip(&k) {
+            *i ^= k;
+            *o ^= k;
+        }
+        let (mut inner, mut outer) = (SHA1_H0, SHA1_H0);
+        compress(&mut inner, &[ipad]);
+        compress(&mut outer, &[opad]);
+        k.fill(0);
+        Self { inner, outer }
+    }
+
+    /// HMAC-SHA1 over `data || extra` (`extra` at most 8 octets: the ROC).
+    #[inline]
+    pub(crate) fn mac(&self, data: &[u8], extra: &[u8]) -> [u8; 20] {
+        debug_assert!(extra.len() <= 8);
+        let mut st = self.inner;
+        // Full blocks straight from the packet, in one call (SHA-NI keeps
+        // the state in registers across them).
+        let (blocks, tail) = data.as_chunks::<64>();
+        compress(&mut st, blocks);
+        // Tail, extra, 0x80, zeros, 64-bit length (the ipad block counts).
+        let mut last = [0u8; 128];
+        let n = tail.len() + extra.len();
+        last[..tail.len()].copy_from_slice(tail);
+        last[tail.len()..n].copy_from_slice(extra);
+        last[n] = 0x80;
+        let end = if n + 9 <= 64 { 64 } else { 128 };
+        let bits = ((64 + data.len() + extra.len()) as u64) * 8;
+        last[end - 8..end].copy_from_slice(&bits.to_be_bytes());
+        compress(&mut st, last[..end].as_chunks::<64>().0);
+        let mut block = [0u8; 64];
+        block[..20].copy_from_slice(&state_bytes(&st));
+        block[20] = 0x80;
+        block[56..].copy_from_slice(&((64u64 + 20) * 8).to_be_bytes());
+        let mut out = self.outer;
+        compress(&mut out, &[block]);
+        state_bytes(&out)
+    }
+}
+
 /// HMAC-SHA1 over `data || extra`, the full 20-octet MAC.
 #[inline]
 pub(crate) fn hmac_sha1(auth: &HmacSha1, data: &[u8], extra: &[u8]) -> [u8; 20] {
-    let mut mac = auth.clone();
-    mac.update(data);
-    mac.update(extra);
-    mac.finalize().into_bytes().into()
+    auth.mac(data, extra)
+}
+
+/// Compares two tags of at most 16 octets in constant time (one 128-bit
+/// XOR, no early exit).
+#[inline]
+pub(crate) fn tags_equal(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() || a.len() > 16 {
+        return false;
+    }
+    let (mut x, mut y) = ([0u8; 16], [0u8; 16]);
+    x[..a.len()].copy_from_slice(a);
+    y[..b.len()].copy_from_slice(b);
+    std::hint::black_box(u128::from_ne_bytes(x) ^ u128::from_ne_bytes(y)) == 0
 }
 
 /// GCM IV for SRTP (RFC 7714 §8.1): `00 00 || SSRC || ROC || SEQ` XOR salt.
@@ -225,4 +314,83 @@ pub(crate) fn gcm_rtcp_iv(salt: &[u8; 12], ssrc: u32, index: u32) -> [u8; 12] {
         *d ^= s;
     }
     iv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hmac::{KeyInit as _, Mac as _};
+    use proptest::prelude::*;
+
+    //= https://www.rfc-editor.org/rfc/rfc2202#section-3
+    #[test]
+    fn rfc2202_hmac_sha1() {
+        let cases: [(&[u8], &[u8], &str); 7] = [
+            (
+                &[0x0b; 20],
+                b"Hi There",
+                "b617318655057264e28bc0b6fb378c8ef146be00",
+            ),
+            (
+                b"Jefe",
+                b"what do ya want for nothing?",
+                "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79",
+            ),
+            (
+                &[0xaa; 20],
+                &[0xdd; 50],
+                "125d7342b9ac11cd91a39af48aa17b4f63f175d3",
+            ),
+            (
+                &[
+                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+                    23, 24, 25,
+                ],
+                &[0xcd; 50],
+                "4c9007f4026250c6bc8414f9bf50c86c2d7235da",
+            ),
+            (
+                &[0x0c; 20],
+                b"Test With Truncation",
+                "4c1a03424b55e07fe7f27be1d58bb9324a9a5a04",
+            ),
+            (
+                &[0xaa; 80],
+                b"Test Using Larger Than Block-Size Key - Hash Key First",
+                "aa4ae5e15272d00e95705637ce8a3b55ed402112",
+            ),
+            (
+                &[0xaa; 80],
+                b"Test Using Larger Than Block-Size Key and Larger Than One Block-Size Data",
+                "e8e99d0f45237d786d6bbaa7965c7808bbff1a91",
+            ),
+        ];
+        for (key, data, expect) in cases {
+            assert_eq!(hex::encode(HmacSha1::new(key).mac(data, &[])), expect);
+        }
+    }
+
+    proptest! {
+        // Every length boundary of the one/two final blocks, against the
+        // RustCrypto `hmac` crate.
+        #[test]
+        fn matches_the_hmac_crate(key in proptest::collection::vec(any::<u8>(), 0..100),
+                                  data in proptest::collection::vec(any::<u8>(), 0..300),
+                                  extra in proptest::collection::vec(any::<u8>(), 0..=8)) {
+            let ours = HmacSha1::new(&key).mac(&data, &extra);
+            let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(&key).unwrap();
+            m.update(&data);
+            m.update(&extra);
+            prop_assert_eq!(&ours[..], &m.finalize().into_bytes()[..]);
+        }
+    }
+
+    #[test]
+    fn tag_compare() {
+        assert!(tags_equal(&[1, 2, 3], &[1, 2, 3]));
+        assert!(!tags_equal(&[1, 2, 3], &[1, 2, 4]));
+        assert!(!tags_equal(&[1, 2, 3], &[1, 2]));
+        assert!(tags_equal(&[9; 16], &[9; 16]));
+        assert!(!tags_equal(&[9; 17], &[9; 17]));
+    }
 }

@@ -1,10 +1,9 @@
 //! [`SrtpContext`]: in-place protect/unprotect of SRTP and SRTCP for one
 //! master key, with per-SSRC rollover counters and replay windows.
 
-use aws_lc_rs::aead::{Aad, Nonce, Tag};
-use subtle::ConstantTimeEq;
+use ring::aead::{Aad, Nonce, Tag};
 
-use super::cipher::{SessionKeys, cm_iv, gcm_rtcp_iv, gcm_rtp_iv, hmac_sha1};
+use super::cipher::{SessionKeys, cm_iv, gcm_rtcp_iv, gcm_rtp_iv, hmac_sha1, tags_equal};
 use super::key::{MasterKey, Mki};
 use super::profile::SrtpProfile;
 use super::replay::{DEFAULT_REPLAY_WINDOW, ReplayCheck, ReplayWindow};
@@ -488,7 +487,7 @@ impl SrtpContext {
                 let mki_len = self.mki.map_or(0, |m| m.len());
                 let tag_at = body_len + mki_len;
                 let mac = hmac_sha1(auth, &pkt[..body_len], &roc.to_be_bytes());
-                if !bool::from(mac[..tag_len].ct_eq(&pkt[tag_at..tag_at + tag_len])) {
+                if !tags_equal(&mac[..tag_len], &pkt[tag_at..tag_at + tag_len]) {
                     return Err(SrtpError::AuthenticationFailed);
                 }
                 let iv = cm_iv(salt, h.ssrc, packet_index(roc, h.sequence));
@@ -629,7 +628,7 @@ impl SrtpContext {
             SessionKeys::Cm { aes, salt, auth } => {
                 let tag_at = mki_at + mki_len;
                 let mac = hmac_sha1(auth, &pkt[..rtcp_len + 4], &[]);
-                if !bool::from(mac[..tag_len].ct_eq(&pkt[tag_at..tag_at + tag_len])) {
+                if !tags_equal(&mac[..tag_len], &pkt[tag_at..tag_at + tag_len]) {
                     return Err(SrtpError::AuthenticationFailed);
                 }
                 if encrypted {
@@ -648,11 +647,13 @@ impl SrtpContext {
                     let mut tag = [0u8; GCM_TAG_LEN];
                     tag.copy_from_slice(&pkt[rtcp_len..rtcp_len + GCM_TAG_LEN]);
                     pkt[rtcp_len..rtcp_len + 4].copy_from_slice(&word.to_be_bytes());
+                    let (aad, rest) = pkt.split_at_mut(rtcp_len + 4);
                     aead.open_in_place_separate_tag(
                         Nonce::assume_unique_for_key(iv),
-                        Aad::from(&pkt[..rtcp_len + 4]),
-                        &tag,
-                        &mut [],
+                        Aad::from(&*aad),
+                        Tag::from(tag),
+                        &mut rest[..0],
+                        0..,
                     )
                     .map_err(|_| SrtpError::AuthenticationFailed)?;
                     return self

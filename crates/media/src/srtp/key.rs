@@ -78,6 +78,18 @@ impl fmt::Display for KeyLengthError {
 
 impl std::error::Error for KeyLengthError {}
 
+/// The operating system's random number generator failed; no key was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RandomError;
+
+impl fmt::Display for RandomError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the system random number generator failed")
+    }
+}
+
+impl std::error::Error for RandomError {}
+
 /// An SRTP master key and salt for one profile, with optional MKI and
 /// lifetime: everything needed to build an [`super::SrtpContext`].
 ///
@@ -133,11 +145,14 @@ impl MasterKey {
         })
     }
 
-    /// A fresh random key from the operating system's CSPRNG (aws-lc).
-    /// Each leg gets its own (R-MEDIA-2).
-    pub fn generate(profile: SrtpProfile) -> Result<Self, aws_lc_rs::error::Unspecified> {
+    /// A fresh random key from the operating system's CSPRNG (`getrandom`
+    /// through ring). Each leg gets its own (R-MEDIA-2).
+    pub fn generate(profile: SrtpProfile) -> Result<Self, RandomError> {
+        use ring::rand::SecureRandom as _;
         let mut material = [0u8; MAX_MASTER_LEN];
-        aws_lc_rs::rand::fill(&mut material[..profile.master_len()])?;
+        ring::rand::SystemRandom::new()
+            .fill(&mut material[..profile.master_len()])
+            .map_err(|_| RandomError)?;
         Ok(Self {
             profile,
             material,

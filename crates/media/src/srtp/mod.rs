@@ -23,7 +23,7 @@ mod profile;
 mod replay;
 
 pub use context::{SrtpConfig, SrtpContext};
-pub use key::{KeyLengthError, MAX_MKI_LEN, MasterKey, Mki};
+pub use key::{KeyLengthError, MAX_MKI_LEN, MasterKey, Mki, RandomError};
 pub use profile::{SrtpProfile, UnknownProfile};
 pub use replay::{DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW, MIN_REPLAY_WINDOW};
 

@@ -88,6 +88,14 @@ impl ReplayWindow {
 
     fn shift(&mut self, by: u64) {
         let words = self.words();
+        if words <= 2 {
+            // The default 128-packet window: one 128-bit shift.
+            let w = u128::from(self.bits[0]) | (u128::from(self.bits[1]) << 64);
+            let w = if by >= 128 { 0 } else { w << by };
+            self.bits[0] = w as u64;
+            self.bits[1] = (w >> 64) as u64;
+            return;
+        }
         if by >= u64::from(self.size) {
             self.bits[..words].fill(0);
             return;
