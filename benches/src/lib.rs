@@ -1,1 +1,3 @@
 //! Criterion bench suites for mediagate, one module per area.
+
+pub mod sip_parse;
