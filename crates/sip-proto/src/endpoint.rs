@@ -7,10 +7,10 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::dialog::Accepted2xx;
 use crate::error::ApiError;
-use crate::framing::is_keepalive_datagram;
+use crate::framing::{FrameError, is_keepalive_datagram};
 use crate::message::{
-    BRANCH_MAGIC_COOKIE, Message, Method, NameAddr, ParseError, Request, Response, StatusCode,
-    parse,
+    BRANCH_MAGIC_COOKIE, Message, Method, NameAddr, ParseError, PartialHeaders, Request, Response,
+    StatusCode, parse,
 };
 use crate::transaction::{
     ClientInvite, ClientNonInvite, Ctx, InviteClientState, InviteServerState, NonInviteClientState,
@@ -96,6 +96,16 @@ pub enum Event {
         /// CSeq number of the INVITE.
         cseq: u32,
     },
+    /// A stream could not be framed ([`Endpoint::handle_frame_error`]). `answered` is true if
+    /// a 400/413 was queued.
+    FramingError {
+        /// The connection's peer.
+        remote: Remote,
+        /// What was wrong.
+        error: FrameError,
+        /// An error response was sent.
+        answered: bool,
+    },
     /// An input could not be parsed. `answered` is true if a 400/505 was queued.
     Malformed {
         /// Where it came from.
@@ -105,6 +115,15 @@ pub enum Event {
         /// A stateless error response was sent.
         answered: bool,
     },
+}
+
+/// What a stream driver does after [`Endpoint::handle_frame_error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamAction {
+    /// Drop this many bytes from the front of the buffer and keep reading.
+    Skip(usize),
+    /// Flush queued transmits, then close the connection.
+    Close,
 }
 
 /// One output of [`Endpoint::poll_output`].
@@ -313,6 +332,60 @@ impl Endpoint {
             }
         }
         self.process(now);
+    }
+
+    /// Input: [`crate::framing::check`] returned `Error(error)` for the stream buffer `buf`.
+    /// Answers what can be answered (413 for an oversized body, 400 for a missing or invalid
+    /// Content-Length) from the header block, and tells the driver how to go on:
+    /// resync after a message without Content-Length, close on anything else (R-SIP-4: one
+    /// bad peer costs one connection, never the endpoint).
+    pub fn handle_frame_error(
+        &mut self,
+        now: Instant,
+        remote: Remote,
+        buf: &[u8],
+        error: FrameError,
+    ) -> StreamAction {
+        let (header_len, status, action) = match error {
+            FrameError::BodyTooLarge { header_len, .. } => (
+                Some(header_len),
+                StatusCode::REQUEST_ENTITY_TOO_LARGE,
+                StreamAction::Close,
+            ),
+            FrameError::MissingContentLength { header_len } => (
+                Some(header_len),
+                StatusCode::BAD_REQUEST,
+                StreamAction::Skip(header_len),
+            ),
+            FrameError::InvalidContentLength { header_len } => (
+                Some(header_len),
+                StatusCode::BAD_REQUEST,
+                StreamAction::Close,
+            ),
+            _ => (None, StatusCode::BAD_REQUEST, StreamAction::Close),
+        };
+        let response = header_len.and_then(|len| {
+            let block = buf.get(..len)?;
+            let partial = match parse(block) {
+                Ok(m) => PartialHeaders::from_message(&m),
+                Err(e) => *e.partial,
+            };
+            partial.response(status, &format!("{} ({error})", status.reason()))
+        });
+        let answered = response.is_some();
+        if let Some(r) = response {
+            self.out.push_back(Output::Transmit(Transmit {
+                remote,
+                bytes: r.to_bytes(),
+            }));
+        }
+        self.out.push_back(Output::Event(Event::FramingError {
+            remote,
+            error,
+            answered,
+        }));
+        self.process(now);
+        action
     }
 
     /// Input: an already parsed message.

@@ -68,7 +68,7 @@ pub mod transaction;
 
 pub use config::Config;
 pub use dialog::{Dialog, DialogError, DialogId, DialogState};
-pub use endpoint::{Endpoint, Event, Output, Transmit};
+pub use endpoint::{Endpoint, Event, Output, StreamAction, Transmit};
 pub use error::ApiError;
 pub use transaction::{Timer, TransactionId, TransactionState};
 

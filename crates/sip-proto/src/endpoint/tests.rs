@@ -914,3 +914,52 @@ fn send_request_api_errors_and_branch_generation() {
     let b = sent.headers.top_via().unwrap().branch().unwrap().to_owned();
     assert!(b.starts_with("z9hG4bK") && b.len() == 23, "{b}");
 }
+
+#[test]
+fn stream_framing_errors_get_413_or_400_and_an_action() {
+    use crate::framing::{Check, FramingConfig, check};
+    let start = t0();
+    let cfg = FramingConfig {
+        max_header_bytes: 4096,
+        max_body_bytes: 100,
+    };
+    let mut ep = Endpoint::new(Config::default());
+    let head = "INVITE sip:bob@192.0.2.20 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.10;branch=z9hG4bKbig\r\n\
+                From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: big\r\n\
+                CSeq: 1 INVITE\r\nMax-Forwards: 70\r\n";
+    let big = format!("{head}Content-Length: 5000\r\n\r\nv=0...");
+    let Check::Error(err) = check(big.as_bytes(), &cfg) else {
+        panic!()
+    };
+    assert_eq!(
+        ep.handle_frame_error(start, remote(TransportKind::Tcp), big.as_bytes(), err),
+        StreamAction::Close
+    );
+    let d = drain(&mut ep);
+    assert_eq!(
+        d.first_line(0),
+        "SIP/2.0 413 Request Entity Too Large (body of 5000 bytes exceeds the cap)"
+    );
+    assert!(matches!(
+        &d.ev[..],
+        [Event::FramingError { answered: true, .. }]
+    ));
+
+    let none = format!("{head}\r\nOPTIONS");
+    let Check::Error(err) = check(none.as_bytes(), &cfg) else {
+        panic!()
+    };
+    let action = ep.handle_frame_error(start, remote(TransportKind::Tcp), none.as_bytes(), err);
+    assert_eq!(action, StreamAction::Skip(none.len() - "OPTIONS".len()));
+    assert!(drain(&mut ep).first_line(0).starts_with("SIP/2.0 400 "));
+
+    let neg = format!("{head}Content-Length: -999\r\n\r\n");
+    let Check::Error(err) = check(neg.as_bytes(), &cfg) else {
+        panic!()
+    };
+    assert_eq!(
+        ep.handle_frame_error(start, remote(TransportKind::Tcp), neg.as_bytes(), err),
+        StreamAction::Close
+    );
+    assert!(drain(&mut ep).first_line(0).starts_with("SIP/2.0 400 "));
+}

@@ -63,6 +63,54 @@ pub struct PartialHeaders {
     pub cseq: Option<CSeq>,
 }
 
+impl PartialHeaders {
+    /// What a parsed message offers for an error response.
+    pub fn from_message(message: &Message) -> PartialHeaders {
+        let (h, method, is_request) = match message {
+            Message::Request(r) => (&r.headers, Some(r.method.clone()), true),
+            Message::Response(r) => (&r.headers, None, false),
+        };
+        PartialHeaders {
+            is_request,
+            method,
+            vias: h.vias().cloned().collect(),
+            from: h.from().cloned(),
+            to: h.to().cloned(),
+            call_id: h.call_id().map(str::to_owned),
+            cseq: h.cseq().cloned(),
+        }
+    }
+
+    /// A stateless error response (RFC 3261 §8.2.6) to the request these headers came from;
+    /// `None` for responses, ACKs, or when Via, From, To, Call-ID or CSeq is missing.
+    pub fn response(&self, status: StatusCode, reason: &str) -> Option<Response> {
+        if !self.is_request || matches!(self.method, Some(Method::Ack)) || self.vias.is_empty() {
+            return None;
+        }
+        let (from, to, call_id, cseq) = (
+            self.from.as_ref()?,
+            self.to.as_ref()?,
+            self.call_id.as_ref()?,
+            self.cseq.as_ref()?,
+        );
+        let mut headers = Headers::default();
+        for v in &self.vias {
+            headers.push(Header::Via(v.clone()));
+        }
+        headers.push(Header::From(from.clone()));
+        headers.push(Header::To(to.clone()));
+        headers.push(Header::CallId(call_id.clone()));
+        headers.push(Header::CSeq(cseq.clone()));
+        headers.push(Header::ContentLength(0));
+        Some(Response {
+            status,
+            reason: reason.to_owned(),
+            headers,
+            body: Vec::new(),
+        })
+    }
+}
+
 /// A parse failure, with what could be salvaged for the error response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}")]
@@ -97,34 +145,8 @@ impl ParseError {
     /// headers suffice to route it (Via, From, To, Call-ID, CSeq). Never answers an ACK.
     pub fn response(&self) -> Option<Response> {
         let status = self.status()?;
-        let p = &self.partial;
-        if matches!(p.method, Some(Method::Ack)) {
-            return None;
-        }
-        let (from, to, call_id, cseq) = (
-            p.from.as_ref()?,
-            p.to.as_ref()?,
-            p.call_id.as_ref()?,
-            p.cseq.as_ref()?,
-        );
-        if p.vias.is_empty() {
-            return None;
-        }
-        let mut headers = Headers::default();
-        for v in &p.vias {
-            headers.push(Header::Via(v.clone()));
-        }
-        headers.push(Header::From(from.clone()));
-        headers.push(Header::To(to.clone()));
-        headers.push(Header::CallId(call_id.clone()));
-        headers.push(Header::CSeq(cseq.clone()));
-        headers.push(Header::ContentLength(0));
-        Some(Response {
-            status,
-            reason: format!("{} ({})", status.reason(), self.kind),
-            headers,
-            body: Vec::new(),
-        })
+        self.partial
+            .response(status, &format!("{} ({})", status.reason(), self.kind))
     }
 }
 
