@@ -125,10 +125,13 @@ impl Dialog {
         route_set.reverse();
         //# The remote target MUST be set to the URI from the Contact header field
         //# of the response.
-        let remote_target = h
-            .contact()
-            .map(|c| c.uri.clone())
-            .ok_or(DialogError::MissingHeader("Contact"))?;
+        // Lenient for provisional responses, which some PBXs send without Contact: the
+        // Request-URI stands in until the 2xx brings the real target (`on_response`).
+        let remote_target = match h.contact() {
+            Some(c) => c.uri.clone(),
+            None if state == DialogState::Early => invite.uri.clone(),
+            None => return Err(DialogError::MissingHeader("Contact")),
+        };
         Ok(Dialog {
             id: DialogId {
                 call_id,
