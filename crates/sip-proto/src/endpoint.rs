@@ -1,7 +1,8 @@
 //! The endpoint: demultiplexes messages into transactions (RFC 3261 §17.1.3, §17.2.3), owns
 //! them by [`TransactionId`], runs the UAS 2xx retransmissions, and queues outputs.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::time::Instant;
 
 use crate::config::Config;
@@ -237,6 +238,8 @@ impl Kind {
 
 struct Entry {
     remote: Remote,
+    /// The deadline this entry is queued under in `Endpoint::timers` (others are stale).
+    scheduled: Option<Instant>,
     kind: Kind,
     client_key: Option<ClientKey>,
     server_key: Option<ServerKey>,
@@ -252,6 +255,11 @@ pub struct Endpoint {
     server_index: HashMap<ServerKey, TransactionId>,
     accepted: Vec<Accepted2xx>,
     out: VecDeque<Output>,
+    /// Transaction deadlines, earliest first; entries whose time differs from the
+    /// transaction's `scheduled` are stale and skipped.
+    timers: BinaryHeap<Reverse<(Instant, TransactionId)>>,
+    /// Transactions touched since the last `process`: reschedule or reap them.
+    dirty: Vec<TransactionId>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -284,6 +292,8 @@ impl Endpoint {
             server_index: HashMap::new(),
             accepted: Vec::new(),
             out: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            dirty: Vec::new(),
         }
     }
 
@@ -401,6 +411,7 @@ impl Endpoint {
 
     /// Input: the transport could not deliver for transaction `id` (connection refused/closed).
     pub fn handle_transport_error(&mut self, now: Instant, id: TransactionId) {
+        self.dirty.push(id);
         if let Some(e) = self.txs.get_mut(&id) {
             let mut ctx = Ctx {
                 id,
@@ -476,10 +487,12 @@ impl Endpoint {
             ))
         };
         self.client_index.insert(key.clone(), id);
+        self.dirty.push(id);
         self.txs.insert(
             id,
             Entry {
                 remote,
+                scheduled: None,
                 kind,
                 client_key: Some(key),
                 server_key: None,
@@ -497,6 +510,7 @@ impl Endpoint {
         id: TransactionId,
         response: Response,
     ) -> Result<(), ApiError> {
+        self.dirty.push(id);
         let entry = self.txs.get_mut(&id).ok_or(ApiError::UnknownTransaction)?;
         let remote = entry.remote;
         let mut ctx = Ctx {
@@ -547,11 +561,7 @@ impl Endpoint {
     /// The earliest deadline at which [`Endpoint::handle_timeout`] must be called, or `None`
     /// if nothing is pending. Changes after every input.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let tx = self
-            .txs
-            .values()
-            .filter_map(|e| e.kind.next_timeout())
-            .min();
+        let tx = self.timers.peek().map(|Reverse((t, _))| *t);
         let acc = self.accepted.iter().map(Accepted2xx::next_timeout).min();
         match (tx, acc) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -604,6 +614,7 @@ impl Endpoint {
             return;
         };
         let Some(id) = id else { return };
+        self.dirty.push(id);
         let mut ctx = Ctx {
             id,
             remote: entry.remote,
@@ -641,6 +652,7 @@ impl Endpoint {
                 {
                     // ACK for our non-2xx: absorbed by the transaction.
                     t.on_ack(now, &self.config);
+                    self.dirty.push(id);
                     return;
                 }
                 let call_id = request.headers.call_id().unwrap_or_default();
@@ -703,10 +715,12 @@ impl Endpoint {
                 };
                 let _ = tx.send_response(now, &self.config, resp, &mut ctx);
                 self.server_index.insert(key.clone(), id);
+                self.dirty.push(id);
                 self.txs.insert(
                     id,
                     Entry {
                         remote,
+                        scheduled: None,
                         kind: Kind::ServerNonInvite(tx),
                         client_key: None,
                         server_key: Some(key),
@@ -763,10 +777,12 @@ impl Endpoint {
                     ))
                 };
                 self.server_index.insert(key.clone(), id);
+                self.dirty.push(id);
                 self.txs.insert(
                     id,
                     Entry {
                         remote,
+                        scheduled: None,
                         kind,
                         client_key: None,
                         server_key: Some(key),
@@ -782,6 +798,7 @@ impl Endpoint {
     }
 
     fn retransmitted(&mut self, id: TransactionId) {
+        self.dirty.push(id);
         if let Some(e) = self.txs.get_mut(&id) {
             let mut ctx = Ctx {
                 id,
@@ -799,33 +816,55 @@ impl Endpoint {
     /// Fires every expired timer (including zero-length ones set by this very input), then
     /// removes terminated transactions.
     fn process(&mut self, now: Instant) {
-        let Endpoint {
-            config,
-            txs,
-            out,
-            accepted,
-            client_index,
-            server_index,
-            ..
-        } = self;
-        for (&id, entry) in txs.iter_mut() {
+        // Fire every transaction timer that is due (O(log n) each, no scan of the table),
+        // including zero-length ones set by this very input.
+        loop {
+            self.reschedule_dirty();
+            let Some(&Reverse((t, id))) = self.timers.peek() else {
+                break;
+            };
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(entry) = self.txs.get_mut(&id) else {
+                continue;
+            };
+            if entry.scheduled != Some(t) {
+                continue; // stale
+            }
+            entry.scheduled = None;
             let mut ctx = Ctx {
                 id,
                 remote: entry.remote,
-                out,
+                out: &mut self.out,
             };
-            if let Kind::ServerInvite(t) = &mut entry.kind {
-                t.on_trying_timeout(now, &mut ctx);
+            if let Kind::ServerInvite(tx) = &mut entry.kind {
+                tx.on_trying_timeout(now, &mut ctx);
             }
             while let Some(timer) = entry.kind.timers_mut().pop_expired(now) {
                 match &mut entry.kind {
-                    Kind::ClientInvite(t) => t.on_timer(now, timer, &mut ctx),
-                    Kind::ClientNonInvite(t) => t.on_timer(now, config, timer, &mut ctx),
-                    Kind::ServerInvite(t) => t.on_timer(now, config, timer, &mut ctx),
-                    Kind::ServerNonInvite(t) => t.on_timer(timer),
+                    Kind::ClientInvite(tx) => tx.on_timer(now, timer, &mut ctx),
+                    Kind::ClientNonInvite(tx) => tx.on_timer(now, &self.config, timer, &mut ctx),
+                    Kind::ServerInvite(tx) => tx.on_timer(now, &self.config, timer, &mut ctx),
+                    Kind::ServerNonInvite(tx) => tx.on_timer(timer),
                 }
             }
+            self.dirty.push(id);
         }
+        // Drop stale entries at the top so that `poll_timeout` reports a real deadline.
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if self.txs.get(&id).is_some_and(|e| e.scheduled == Some(t)) {
+                break;
+            }
+            self.timers.pop();
+        }
+        let Endpoint {
+            config,
+            out,
+            accepted,
+            ..
+        } = self;
         accepted.retain_mut(|a| {
             if a.give_up <= now {
                 out.push_back(Output::Event(Event::AckTimeout {
@@ -842,20 +881,32 @@ impl Endpoint {
             }
             true
         });
-        let done: Vec<TransactionId> = txs
-            .iter()
-            .filter(|(_, e)| e.kind.is_terminated())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in done {
-            if let Some(e) = txs.remove(&id) {
-                if let Some(k) = e.client_key {
-                    client_index.remove(&k);
+    }
+
+    /// Queues the new deadline of every touched transaction, and removes the terminated ones.
+    fn reschedule_dirty(&mut self) {
+        while let Some(id) = self.dirty.pop() {
+            let Some(entry) = self.txs.get_mut(&id) else {
+                continue;
+            };
+            if entry.kind.is_terminated() {
+                if let Some(e) = self.txs.remove(&id) {
+                    if let Some(k) = e.client_key {
+                        self.client_index.remove(&k);
+                    }
+                    if let Some(k) = e.server_key {
+                        self.server_index.remove(&k);
+                    }
+                    self.out.push_back(Output::Event(Event::Terminated { id }));
                 }
-                if let Some(k) = e.server_key {
-                    server_index.remove(&k);
+                continue;
+            }
+            let next = entry.kind.next_timeout();
+            if next != entry.scheduled {
+                entry.scheduled = next;
+                if let Some(t) = next {
+                    self.timers.push(Reverse((t, id)));
                 }
-                out.push_back(Output::Event(Event::Terminated { id }));
             }
         }
     }
