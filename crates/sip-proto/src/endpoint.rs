@@ -10,8 +10,8 @@ use crate::dialog::Accepted2xx;
 use crate::error::ApiError;
 use crate::framing::{FrameError, is_keepalive_datagram};
 use crate::message::{
-    BRANCH_MAGIC_COOKIE, Message, Method, NameAddr, ParseError, PartialHeaders, Request, Response,
-    StatusCode, parse,
+    BRANCH_MAGIC_COOKIE, Header, Message, Method, NameAddr, ParseError, PartialHeaders, Request,
+    Response, RetryAfter, StatusCode, parse,
 };
 use crate::transaction::{
     ClientInvite, ClientNonInvite, Ctx, InviteClientState, InviteServerState, NonInviteClientState,
@@ -106,6 +106,14 @@ pub enum Event {
         error: FrameError,
         /// An error response was sent.
         answered: bool,
+    },
+    /// A new request was refused with 503 + Retry-After because `Config::max_transactions`
+    /// transactions are live.
+    Overloaded {
+        /// Where it came from.
+        remote: Remote,
+        /// Its method.
+        method: Method,
     },
     /// An input could not be parsed. `answered` is true if a 400/505 was queued.
     Malformed {
@@ -670,6 +678,9 @@ impl Endpoint {
                     self.retransmitted(id);
                     return;
                 }
+                if self.overloaded(remote, &request) {
+                    return;
+                }
                 let id = self.alloc_id();
                 let mut tx = ServerNonInvite::start(request.headers.cseq().cloned(), reliable);
                 //= https://www.rfc-editor.org/rfc/rfc3261#section-9.2
@@ -756,6 +767,9 @@ impl Endpoint {
                         return;
                     }
                 }
+                if self.overloaded(remote, &request) {
+                    return;
+                }
                 let id = self.alloc_id();
                 let mut ctx = Ctx {
                     id,
@@ -795,6 +809,30 @@ impl Endpoint {
                 }));
             }
         }
+    }
+
+    /// Past `Config::max_transactions` a new request gets a stateless 503 with Retry-After
+    /// instead of a transaction, so a flood of distinct branches cannot grow the table
+    /// without bound (R-SIP-5).
+    fn overloaded(&mut self, remote: Remote, request: &Request) -> bool {
+        if self.txs.len() < self.config.max_transactions {
+            return false;
+        }
+        let mut resp = request.response(StatusCode::SERVICE_UNAVAILABLE);
+        resp.headers.push(Header::RetryAfter(RetryAfter {
+            seconds: self.config.overload_retry_after,
+            comment: None,
+            params: Vec::new(),
+        }));
+        self.out.push_back(Output::Transmit(Transmit {
+            remote,
+            bytes: resp.to_bytes(),
+        }));
+        self.out.push_back(Output::Event(Event::Overloaded {
+            remote,
+            method: request.method.clone(),
+        }));
+        true
     }
 
     fn retransmitted(&mut self, id: TransactionId) {

@@ -963,3 +963,46 @@ fn stream_framing_errors_get_413_or_400_and_an_action() {
     );
     assert!(drain(&mut ep).first_line(0).starts_with("SIP/2.0 400 "));
 }
+
+#[test]
+fn over_the_transaction_cap_new_requests_get_503_with_retry_after() {
+    let start = t0();
+    let cfg = Config {
+        max_transactions: 2,
+        ..Config::default()
+    };
+    let mut ep = Endpoint::new(cfg);
+    for b in ["z9hG4bK1", "z9hG4bK2"] {
+        let d = incoming(
+            &mut ep,
+            start,
+            TransportKind::Udp,
+            &Message::Request(request("OPTIONS", b, 1)),
+        );
+        assert!(matches!(&d.ev[..], [Event::Request { .. }]));
+    }
+    let d = incoming(
+        &mut ep,
+        start,
+        TransportKind::Udp,
+        &Message::Request(request("INVITE", "z9hG4bK3", 1)),
+    );
+    assert_eq!(d.first_line(0), "SIP/2.0 503 Service Unavailable");
+    assert!(d.tx_str()[0].contains("Retry-After: 5\r\n"));
+    assert!(matches!(
+        &d.ev[..],
+        [Event::Overloaded {
+            method: Method::Invite,
+            ..
+        }]
+    ));
+    assert_eq!(ep.transaction_count(), 2);
+    // Retransmissions of live transactions are still served.
+    let d = incoming(
+        &mut ep,
+        start,
+        TransportKind::Udp,
+        &Message::Request(request("OPTIONS", "z9hG4bK1", 1)),
+    );
+    assert!(d.ev.is_empty());
+}
