@@ -241,3 +241,6 @@ fn parse_params(s: &str) -> Result<Vec<Param>, ()> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;
