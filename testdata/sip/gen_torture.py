@@ -1,5 +1,5 @@
 import os
-OUT = "/work/wt-sip/testdata/sip"
+OUT = os.path.dirname(os.path.abspath(__file__))
 SDP150 = """v=0
 o=mhandley 29739 7272939 IN IP4 192.0.2.{ip}
 s=-
@@ -477,6 +477,83 @@ Content-Type: application/sdp
 l: 152
 
 ''' + SDP150.format(ip="95")
+
+# ---- reconstructed from memory of RFC 4475 (3.1.2 / 3.3 / 3.4) ----
+M["multi01"] = """INVITE sip:user@company.com SIP/2.0
+Contact: <sip:caller@host25.example.net>
+Via: SIP/2.0/UDP 192.0.2.25;branch=z9hG4bKkdjuw
+Max-Forwards: 70
+CSeq: 5 INVITE
+Call-ID: multi01.98asdh@192.0.2.1
+CSeq: 59 INVITE
+Call-ID: multi01.98asdh@192.0.2.2
+From: sip:caller@example.com;tag=3413415
+To: sip:user@example.com
+To: sip:other@example.net
+From: sip:caller@example.net;tag=2923420123
+Content-Type: application/sdp
+l: 150
+Contact: <sip:caller@host36.example.net>
+Max-Forwards: 5
+
+""" + SDP150.format(ip="25")
+M["mcl01"] = """OPTIONS sip:user@example.com SIP/2.0
+Via: SIP/2.0/UDP host5.example.net;branch=z9hG4bK293423
+To: sip:user@example.com
+From: sip:other@example.net;tag=3923942
+Call-ID: mcl01.fhn2323orihawfdoa3o4r52o3irsdf
+CSeq: 15932 OPTIONS
+Content-Length: 13
+Max-Forwards: 60
+Content-Length: 5
+Content-Type: text/plain
+
+There's no way to know how many octets are supposed to be here.
+"""
+M["inv2543"] = """INVITE sip:UserB@example.com SIP/2.0
+Via: SIP/2.0/UDP iftgw.example.com
+From: <sip:+13035551111@ift.client.example.net;user=phone>
+Record-Route: <sip:UserB@example.com;maddr=ss1.example.com>
+To: sip:+16505552222@ss1.example.net;user=phone
+Call-ID: inv2543.1717@ift.client.example.com
+CSeq: 56 INVITE
+Content-Type: application/sdp
+
+""" + SDP150.format(ip="5")
+M["cparam01"] = """REGISTER sip:example.com SIP/2.0
+Via: SIP/2.0/UDP saturn.example.com:5060;branch=z9hG4bKkdjuw
+Max-Forwards: 70
+From: sip:watson@example.com;tag=DkfVgjkrtMwaerKKpe
+To: sip:watson@example.com
+Call-ID: cparam01.70710@saturn.example.com
+CSeq: 2 REGISTER
+Contact: sip:+19725552222@gw1.example.net;unknownparam
+l: 0
+
+"""
+M["cparam02"] = """REGISTER sip:example.com SIP/2.0
+Via: SIP/2.0/UDP saturn.example.com:5060;branch=z9hG4bKkdjuw
+Max-Forwards: 70
+From: sip:watson@example.com;tag=838293
+To: sip:watson@example.com
+Call-ID: cparam02.70710@saturn.example.com
+CSeq: 3 REGISTER
+Contact: <sip:+19725552222@gw1.example.net;unknownparam>
+l: 0
+
+"""
+M["bext01"] = """OPTIONS sip:user@example.com SIP/2.0
+To: sip:j_user@example.com
+From: sip:caller@example.net;tag=242etr
+Max-Forwards: 6
+Call-ID: bext01.0ha0isndaksdj
+Require: nothingSupportsThis, nothingSupportsThisEither
+Proxy-Require: noProxiesSupportThis, norDoAnyProxiesSupportThis
+CSeq: 8 OPTIONS
+Via: SIP/2.0/TLS fold-and-staple.example.com;branch=z9hG4bKkdjuw
+Content-Length: 0
+
+"""
 
 for name, text in M.items():
     data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")

@@ -1006,3 +1006,45 @@ fn over_the_transaction_cap_new_requests_get_503_with_retry_after() {
     );
     assert!(d.ev.is_empty());
 }
+
+#[test]
+fn rfc2543_request_without_branch_is_matched_by_call_id_cseq_and_via() {
+    // RFC 4475 inv2543: no branch parameter, no From tag.
+    let start = t0();
+    let data = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/sip/inv2543.sip"
+    ))
+    .unwrap();
+    let mut ep = Endpoint::new(Config::default());
+    ep.handle_input(start, remote(TransportKind::Udp), &data);
+    let d = drain(&mut ep);
+    let Event::Request {
+        id, request: rq, ..
+    } = d.ev[0].clone()
+    else {
+        panic!("{d:?}")
+    };
+    ep.send_response(start, id, response_to(&rq, 486, Some("t")))
+        .unwrap();
+    drain(&mut ep);
+    // The retransmitted INVITE matches the same transaction and gets the 486 again.
+    ep.handle_input(start + ms(500), remote(TransportKind::Udp), &data);
+    let d = drain(&mut ep);
+    assert!(d.ev.is_empty());
+    assert_eq!(d.first_line(0), "SIP/2.0 486 Busy Here");
+    // The ACK (same Call-ID, CSeq number, Via) confirms it.
+    let ack =
+        crate::transaction::client_invite_ack_for_tests(&rq, &response_to(&rq, 486, Some("t")));
+    let d = incoming(
+        &mut ep,
+        start + ms(600),
+        TransportKind::Udp,
+        &Message::Request(ack),
+    );
+    assert!(d.ev.is_empty());
+    assert_eq!(
+        ep.transaction_state(id),
+        Some(TransactionState::InviteServer(InviteServerState::Confirmed))
+    );
+}
