@@ -357,7 +357,7 @@ fn parse_via(s: &str, strict_version: bool) -> Option<Via> {
         c.i += end + 1;
         h
     } else {
-        c.take_while(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        c.take_while(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
     };
     if host.is_empty() {
         return None;

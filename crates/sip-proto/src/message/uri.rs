@@ -179,7 +179,7 @@ fn parse_sip(scheme: Scheme, rest: &str) -> Result<Uri, ()> {
         || !(host.starts_with('[')
             || host
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'))
     {
         return Err(());
     }

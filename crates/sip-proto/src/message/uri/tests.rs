@@ -25,6 +25,11 @@ fn sip_sips_tel_ipv6_and_headers() {
     assert_eq!(t.param("phone-context"), Some(Some("example.com")));
     assert_eq!(Uri::parse(&t.to_string()).unwrap(), t);
 
+    // Underscores are not in RFC 3261's hostname grammar, but real PBX hostnames have them.
+    assert_eq!(
+        Uri::parse("sip:pbx_01.example.com").unwrap().host,
+        "pbx_01.example.com"
+    );
     let h = Uri::parse("SIP:Gw.Example.COM").unwrap();
     assert_eq!((h.scheme, h.user, h.port), (Scheme::Sip, None, None));
 }
@@ -44,7 +49,7 @@ fn invalid_uris() {
         "sip:h;=v",
         "sip:h?x",
         "<sip:h>",
-        "sip:h_h",
+        "sip:h/h",
         "tel:",
     ] {
         assert_eq!(Uri::parse(bad), Err(InvalidUri), "{bad:?}");
