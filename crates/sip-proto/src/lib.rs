@@ -16,6 +16,7 @@
 //! ## Data flow
 //! ```text
 //!  socket/TLS ──bytes──▶ framing::check ──frame──▶ Endpoint::handle_input(now, remote, frame)
+//!                            └──Error──▶ Endpoint::handle_frame_error → 400/413, Skip | Close
 //!                                                      │  parse → match → transaction FSM
 //!  socket/TLS ◀──Transmit── Endpoint::poll_output ◀────┤
 //!  TU (B2BUA) ◀──Event───── Endpoint::poll_output ◀────┘
