@@ -1,8 +1,8 @@
 //! RFC 3261 §17 transaction state machines.
 //!
 //! Each machine is a small `Copy` state enum whose transitions are declared once, in an
-//! [`fsm!`] table next to the RFC figure (s2n-quic `stream/state` style). The transaction
-//! structs around them hold the request/response bytes to retransmit and a [`TimerTable`];
+//! `fsm!` table next to the RFC figure (s2n-quic `stream/state` style). The transaction
+//! structs around them hold the request/response bytes to retransmit and a `TimerTable`;
 //! they never read the clock: every method takes `now`.
 
 mod client_invite;
