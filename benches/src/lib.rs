@@ -2,4 +2,5 @@
 //! comparing with a baseline in the same run (see BENCHMARKS.md).
 
 pub mod primitives;
+pub mod sip_parse;
 pub mod srtp;
