@@ -2,7 +2,7 @@
 //!
 //! Today it carries the certificate and trust admin commands (R-CERT-8); the gateway itself
 //! (`mediagate run`) comes with the gateway issue. See `mediagate --help` and
-//! `docs/certificates.md`.
+//! the README's "Certificates" section.
 //!
 //! Exit codes (stable, for scripts):
 //!
