@@ -34,6 +34,7 @@
 pub mod error;
 pub mod rtp;
 pub mod sdes;
+pub mod session;
 pub mod srtp;
 
 pub use error::{Malformed, SrtpError};
