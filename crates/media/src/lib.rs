@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod relay;
 pub mod rtp;
 pub mod sdes;
 pub mod session;
