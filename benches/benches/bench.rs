@@ -14,6 +14,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = mediagate_benches::primitives::benchmarks, mediagate_benches::srtp::benchmarks, mediagate_benches::sip_parse::benchmarks
+    targets = mediagate_benches::primitives::benchmarks, mediagate_benches::srtp::benchmarks,
+        mediagate_benches::relay::benchmarks, mediagate_benches::sip_parse::benchmarks
 }
 criterion_main!(benches);

@@ -2,5 +2,6 @@
 //! comparing with a baseline in the same run (see BENCHMARKS.md).
 
 pub mod primitives;
+pub mod relay;
 pub mod sip_parse;
 pub mod srtp;

@@ -58,7 +58,18 @@ pub struct RelayConfig {
     pub workers: usize,
     /// Per-pair settings (SRTP, ROC-reset window, idle timeout).
     pub session: SessionConfig,
+    /// Wake-up coalescing: after a wake-up that relayed fewer than
+    /// [`COALESCE_BELOW`] packets, a worker waits this long before polling
+    /// again, so the next wake-up handles a batch (like NIC interrupt
+    /// moderation). Adds at most this much delay to a packet; zero turns it
+    /// off. Default 500 µs: invisible to 20 ms audio, and it cuts the
+    /// per-packet wake-up cost (see BENCHMARKS.md).
+    pub coalesce: Duration,
 }
+
+/// Wake-ups that relay at least this many packets are not followed by a
+/// coalescing pause: the worker is busy enough to batch on its own.
+pub const COALESCE_BELOW: u64 = 32;
 
 impl RelayConfig {
     /// Defaults for `bind_ip`: ports 30000–39999, one worker per core.
@@ -70,7 +81,14 @@ impl RelayConfig {
             port_max: 39_999,
             workers,
             session: SessionConfig::default(),
+            coalesce: Duration::from_micros(500),
         }
+    }
+
+    /// Sets the wake-up coalescing pause (zero: off).
+    pub fn with_coalesce(mut self, pause: Duration) -> Self {
+        self.coalesce = pause;
+        self
     }
 
     /// Sets the port range.
@@ -199,6 +217,7 @@ impl Relay {
                 poll,
                 rx,
                 config.session.clone(),
+                config.coalesce,
                 counters.clone(),
                 ports.clone(),
                 ev_tx.clone(),

@@ -77,6 +77,7 @@ pub(super) struct Worker {
     poll: Poll,
     commands: mpsc::Receiver<Command>,
     config: SessionConfig,
+    coalesce: Duration,
     counters: Arc<RelayCounters>,
     ports: Arc<Mutex<PortPool>>,
     events_tx: mpsc::Sender<RelayEvent>,
@@ -130,6 +131,7 @@ impl Worker {
         poll: Poll,
         commands: mpsc::Receiver<Command>,
         config: SessionConfig,
+        coalesce: Duration,
         counters: Arc<RelayCounters>,
         ports: Arc<Mutex<PortPool>>,
         events_tx: mpsc::Sender<RelayEvent>,
@@ -138,6 +140,7 @@ impl Worker {
             poll,
             commands,
             config,
+            coalesce,
             counters,
             ports,
             events_tx,
@@ -188,6 +191,15 @@ impl Worker {
                 }
             }
             self.flush(&tally);
+            let handled = tally.packets + tally.drops.iter().sum::<u64>();
+            if !self.coalesce.is_zero()
+                && handled > 0
+                && handled < super::COALESCE_BELOW
+                && self.pending.is_empty()
+            {
+                // Let packets accumulate so the next wake-up handles a batch.
+                std::thread::sleep(self.coalesce);
+            }
             if now >= next_idle {
                 self.check_idle(now);
                 next_idle = now + IDLE_CHECK;
