@@ -263,7 +263,7 @@ fn run(args: &Args) -> Result<Report, String> {
 
     // Peer sockets: a few per side, shared by the streams (the relay tells
     // legs apart by its own ports; peers by SSRC).
-    let k = args.streams.clamp(1, 8);
+    let k = args.streams.clamp(1, 64);
     let bind = || -> Result<UdpSocket, String> {
         let s = UdpSocket::bind((lo, 0)).map_err(|e| format!("bind: {e}"))?;
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
