@@ -238,8 +238,63 @@ pub(crate) struct Receiver {
     size: usize,
     start: Instant,
     corrupt: u64,
-    latencies_us: Vec<u32>,
+    latencies: LatencyHistogram,
     cpu_ns: u64,
+}
+
+/// One-way latency histogram with fixed memory: 16 sub-buckets per power of
+/// two of microseconds (≤ 6 % error), so long soak runs stay flat.
+struct LatencyHistogram {
+    buckets: [u64; 64 * 16],
+    count: u64,
+}
+
+impl LatencyHistogram {
+    fn new() -> Self {
+        Self {
+            buckets: [0; 64 * 16],
+            count: 0,
+        }
+    }
+
+    fn index(us: u64) -> usize {
+        if us < 16 {
+            return us as usize;
+        }
+        let exp = 63 - us.leading_zeros() as usize; // ≥ 4
+        let mantissa = ((us >> (exp - 4)) & 0xf) as usize;
+        ((exp - 3) * 16 + mantissa).min(64 * 16 - 1)
+    }
+
+    /// The lower bound of bucket `i`, in µs.
+    fn value(i: usize) -> u64 {
+        if i < 16 {
+            return i as u64;
+        }
+        let exp = i / 16 + 3;
+        let mantissa = (i % 16) as u64;
+        (16 | mantissa) << (exp - 4)
+    }
+
+    fn record(&mut self, us: u64) {
+        self.buckets[Self::index(us)] += 1;
+        self.count += 1;
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let rank = ((self.count - 1) as f64 * p) as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen > rank {
+                return Self::value(i) as f64;
+            }
+        }
+        0.0
+    }
 }
 
 /// Totals of a verified run.
@@ -285,7 +340,7 @@ impl Receiver {
             size,
             start,
             corrupt: 0,
-            latencies_us: Vec::with_capacity(1 << 20),
+            latencies: LatencyHistogram::new(),
             cpu_ns: 0,
         }
     }
@@ -403,12 +458,11 @@ impl Receiver {
             st.jitter_ns += (d - st.jitter_ns) / 16.0;
         }
         st.last_transit = Some(transit);
-        self.latencies_us
-            .push((transit / 1000).clamp(0, i64::from(u32::MAX)) as u32);
+        self.latencies.record((transit / 1000).max(0) as u64);
     }
 
     /// Totals, given what the sender sent per SSRC.
-    pub(crate) fn summary(mut self, sent: &HashMap<u32, u64>) -> Verified {
+    pub(crate) fn summary(self, sent: &HashMap<u32, u64>) -> Verified {
         let mut received = 0;
         let mut lost = 0;
         let mut dups = 0;
@@ -423,14 +477,7 @@ impl Receiver {
             lost += s.saturating_sub(st.received);
             jit.push(st.jitter_ns / 1000.0);
         }
-        self.latencies_us.sort_unstable();
-        let pct = |p: f64| -> f64 {
-            if self.latencies_us.is_empty() {
-                return 0.0;
-            }
-            let i = ((self.latencies_us.len() - 1) as f64 * p) as usize;
-            f64::from(self.latencies_us[i])
-        };
+        let pct = |p: f64| self.latencies.percentile(p);
         Verified {
             received,
             lost,
@@ -446,5 +493,43 @@ impl Receiver {
             latency_p99_us: pct(0.99),
             cpu_ns: self.cpu_ns,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LatencyHistogram;
+
+    #[test]
+    fn histogram_buckets_are_monotonic_and_close() {
+        let mut last = 0;
+        for us in [
+            0u64,
+            1,
+            15,
+            16,
+            17,
+            100,
+            1000,
+            12_345,
+            1_000_000,
+            u64::MAX / 4,
+        ] {
+            let i = LatencyHistogram::index(us);
+            assert!(i >= last, "monotonic at {us}");
+            last = i;
+            let v = LatencyHistogram::value(i);
+            assert!(
+                v <= us && (us - v) as f64 <= us as f64 * 0.0625 + 1.0,
+                "{us} -> {v}"
+            );
+        }
+        let mut h = LatencyHistogram::new();
+        for us in 1..=1000 {
+            h.record(us);
+        }
+        let p50 = h.percentile(0.5);
+        assert!((470.0..=500.0).contains(&p50), "p50 {p50}");
+        assert!(h.percentile(0.99) >= 930.0);
     }
 }
