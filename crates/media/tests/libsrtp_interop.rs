@@ -10,41 +10,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use base64::Engine as _;
-use common::{random_rtp, rng, rtcp_rr, with_room};
+use common::{libsrtp as oracle, random_rtp, rng, rtcp_rr, with_room};
 use mediagate_media::SrtpError;
 use mediagate_media::srtp::{MasterKey, SrtpConfig, SrtpContext, SrtpProfile};
 use rand::Rng;
 use serde_json::{Value, json};
-
-const PYTHON: &str = "/usr/bin/python3";
-
-fn oracle(req: &Value) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/libsrtp_oracle.py");
-    let mut child = Command::new(PYTHON)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {PYTHON} (install python3-pylibsrtp): {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(req.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "libsrtp oracle failed (is python3-pylibsrtp installed?): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn hexes(v: &Value) -> Vec<Option<Vec<u8>>> {
     v.as_array()

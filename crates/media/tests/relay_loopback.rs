@@ -7,17 +7,15 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::rtcp_rr;
+use common::{libsrtp, rtcp_rr};
 use mediagate_media::relay::{PairPorts, Relay, RelayConfig};
 use mediagate_media::session::{DropReason, LegKeys, LegSpec, Side};
 use mediagate_media::srtp::{MasterKey, SrtpConfig, SrtpContext, SrtpProfile};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -245,30 +243,6 @@ fn released_ports_are_closed_and_reused() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(again.is_some(), "a released pair's ports are reusable");
-}
-
-fn libsrtp(req: &Value) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/libsrtp_oracle.py");
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run /usr/bin/python3 (install python3-pylibsrtp)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(req.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "oracle: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

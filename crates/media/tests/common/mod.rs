@@ -2,6 +2,9 @@
 #![allow(dead_code, unreachable_pub)]
 #![allow(clippy::unwrap_used)] // test code: a panic is a test failure
 
+use std::io::Write;
+use std::process::{Command, Stdio};
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -67,4 +70,31 @@ pub fn with_room(pkt: &[u8], spare: usize) -> Vec<u8> {
     let mut b = pkt.to_vec();
     b.resize(pkt.len() + spare, 0);
     b
+}
+
+/// Runs the libsrtp oracle (`tests/libsrtp_oracle.py`, pylibsrtp under
+/// `/usr/bin/python3`) on one JSON request. Fails, never skips, when
+/// python3-pylibsrtp is missing.
+pub fn libsrtp(req: &serde_json::Value) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/libsrtp_oracle.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run /usr/bin/python3 (install python3-pylibsrtp): {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(req.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "libsrtp oracle failed (is python3-pylibsrtp installed?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
