@@ -245,7 +245,10 @@ impl Worker {
                 {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                    Err(_) => return, // e.g. ICMP unreachable reported on the socket
+                    // Any other error (e.g. ENOBUFS) is transient for a
+                    // datagram socket; retry, bounded by MAX_BATCHES, so
+                    // queued packets are not left waiting for the next edge.
+                    Err(_) => continue,
                 }
             };
             tally.recv_calls += 1;
@@ -289,7 +292,12 @@ impl Worker {
             match cmd {
                 Command::Add { id, sockets, ports } => {
                     if let Err(e) = self.add(id, sockets, ports) {
+                        // The sockets are closed by now; give the ports back.
                         tracing_error(&e);
+                        let mut pool = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+                        for p in ports {
+                            pool.release(p);
+                        }
                     }
                 }
                 Command::SetLeg { id, side, spec } => {
@@ -322,10 +330,6 @@ impl Worker {
     }
 
     fn add(&mut self, id: PairId, sockets: [[UdpSocket; 2]; 2], ports: [u16; 2]) -> io::Result<()> {
-        let i = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(None);
-            self.slots.len() - 1
-        });
         let mk = |s: UdpSocket| -> io::Result<Sock> {
             s.set_nonblocking(true)?;
             let state = UdpSocketState::new((&s).into())?;
@@ -336,14 +340,22 @@ impl Worker {
         };
         let [[a_rtp, a_rtcp], [b_rtp, b_rtcp]] = sockets;
         let mut socks = [[mk(a_rtp)?, mk(a_rtcp)?], [mk(b_rtp)?, mk(b_rtcp)?]];
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
         for side in [Side::A, Side::B] {
             for kind in [PacketKind::Rtp, PacketKind::Rtcp] {
                 let s = &mut socks[idx(side)][kidx(kind)];
-                self.poll.registry().register(
+                if let Err(e) = self.poll.registry().register(
                     &mut s.io,
                     token(i, side, kind),
                     Interest::READABLE,
-                )?;
+                ) {
+                    // Closing the sockets removes any registration made.
+                    self.free.push(i);
+                    return Err(e);
+                }
             }
         }
         self.slots[i] = Some(Slot {
