@@ -18,6 +18,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod cpu;
+mod rtpengine;
 mod stream;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -70,6 +71,10 @@ struct Args {
     /// Relay wake-up coalescing pause in microseconds (0 = off).
     #[arg(long, default_value_t = 500)]
     coalesce_us: u64,
+    /// Drive an rtpengine instead of the built-in relay: its NG control
+    /// address (e.g. 127.0.0.1:2223). Its CPU is read from /proc/PID/stat.
+    #[arg(long)]
+    rtpengine: Option<SocketAddr>,
     /// Print the final report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -259,7 +264,22 @@ fn run(args: &Args) -> Result<Report, String> {
     if let Some(w) = args.workers {
         cfg = cfg.with_workers(w);
     }
-    let relay = Relay::start(cfg).map_err(|e| format!("relay: {e}"))?;
+    let (relay, mut engine) = match args.rtpengine {
+        None => (
+            Some(Relay::start(cfg).map_err(|e| format!("relay: {e}"))?),
+            None,
+        ),
+        Some(ng) => (None, Some(rtpengine::Rtpengine::connect(ng)?)),
+    };
+    let relay_cpu = || match &relay {
+        Some(_) => cpu::thread_cpu_ns("mg-relay"),
+        None => rtpengine::process_cpu_ns("rtpengine").unwrap_or(0),
+    };
+    let relayed_now = || {
+        relay
+            .as_ref()
+            .map_or(0, |r| r.counters().packets.load(Ordering::Relaxed))
+    };
 
     // Peer sockets: a few per side, shared by the streams (the relay tells
     // legs apart by its own ports; peers by SSRC).
@@ -274,11 +294,25 @@ fn run(args: &Args) -> Result<Report, String> {
 
     let mut plans = Vec::with_capacity(args.streams);
     for i in 0..args.streams {
+        let a_addr = a_socks[i % k].local_addr().map_err(|e| e.to_string())?;
+        let b_addr = b_socks[i % k].local_addr().map_err(|e| e.to_string())?;
+        if let Some(eng) = engine.as_mut() {
+            let leg = eng.setup(i as u32, a_addr, b_addr, a_suite, b_suite)?;
+            plans.push(StreamPlan {
+                index: i as u32,
+                ports: leg.ports,
+                a_keys: leg.a_keys,
+                b_keys: leg.b_keys,
+                sock: i % k,
+            });
+            continue;
+        }
+        let Some(relay) = relay.as_ref() else {
+            unreachable!("one of relay or engine")
+        };
         let ports: PairPorts = relay
             .allocate()
             .map_err(|e| format!("allocate stream {i}: {e}"))?;
-        let a_addr = a_socks[i % k].local_addr().map_err(|e| e.to_string())?;
-        let b_addr = b_socks[i % k].local_addr().map_err(|e| e.to_string())?;
         let keys = |p: Option<SrtpProfile>| -> Result<Option<LegKeys>, String> {
             p.map(|p| {
                 Ok(LegKeys {
@@ -354,15 +388,15 @@ fn run(args: &Args) -> Result<Report, String> {
         .map_err(|e| e.to_string())?;
 
     // Progress while it runs.
-    let relay_cpu0 = cpu::thread_cpu_ns("mg-relay");
-    let relayed0 = relay.counters().packets.load(Ordering::Relaxed);
+    let relay_cpu0 = relay_cpu();
+    let relayed0 = relayed_now();
     if args.progress > 0.0 {
         let mut last = (Instant::now(), relayed0, relay_cpu0);
         while !tx_thread.is_finished() {
             std::thread::sleep(Duration::from_secs_f64(args.progress).min(duration));
             let now = Instant::now();
-            let relayed = relay.counters().packets.load(Ordering::Relaxed);
-            let cpu_ns = cpu::thread_cpu_ns("mg-relay");
+            let relayed = relayed_now();
+            let cpu_ns = relay_cpu();
             let dt = now.duration_since(last.0).as_secs_f64();
             let dp = relayed - last.1;
             eprintln!(
@@ -384,13 +418,14 @@ fn run(args: &Args) -> Result<Report, String> {
     let (sent, tx_cpu_ns) = tx_thread.join().map_err(|_| "sender thread panicked")?;
     // Drain: give in-flight packets time to arrive.
     std::thread::sleep(Duration::from_millis(500));
-    let relay_cpu_ns = cpu::thread_cpu_ns("mg-relay") - relay_cpu0;
-    let relayed = relay.counters().packets.load(Ordering::Relaxed) - relayed0;
+    let relay_cpu_ns = relay_cpu() - relay_cpu0;
+    let relayed = relayed_now() - relayed0;
     stop_rx.store(true, Ordering::Relaxed);
     let receiver = rx_thread.join().map_err(|_| "receiver thread panicked")?;
     let v = receiver.summary(&sent);
     let load_cpu_ns = tx_cpu_ns + v.cpu_ns;
-    let c = relay.counters();
+    // rtpengine has no counter we can read: count what arrived verified.
+    let relayed = if relay.is_some() { relayed } else { v.received };
     let report = Report {
         streams: args.streams,
         directions,
@@ -406,13 +441,19 @@ fn run(args: &Args) -> Result<Report, String> {
         latency_p99_us: v.latency_p99_us,
         relayed,
         relay_cpu_ns,
-        relay_drops: DropReason::ALL
-            .iter()
-            .map(|r| (r.as_str(), c.dropped(*r)))
-            .collect(),
-        recv_calls: c.recv_calls.load(Ordering::Relaxed),
+        relay_drops: relay.as_ref().map_or_else(Vec::new, |r| {
+            DropReason::ALL
+                .iter()
+                .map(|d| (d.as_str(), r.counters().dropped(*d)))
+                .collect()
+        }),
+        recv_calls: relay
+            .as_ref()
+            .map_or(0, |r| r.counters().recv_calls.load(Ordering::Relaxed)),
         load_cpu_ns,
     };
-    relay.shutdown();
+    if let Some(r) = relay {
+        r.shutdown();
+    }
     Ok(report)
 }
