@@ -477,4 +477,4 @@ impl PolicyHandle {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
