@@ -248,10 +248,23 @@ impl B2bua {
         }
     }
 
-    /// A stream connection closed.
-    pub fn connection_closed(&mut self, remote: Remote) {
+    /// A stream connection closed (or an outbound connection could not be opened): outbound
+    /// INVITEs still waiting on it fail at once (503 to the caller) instead of waiting for
+    /// Timer B.
+    pub fn connection_closed(&mut self, now: Instant, remote: Remote) {
         self.identities.remove(&remote);
         self.server_names.remove(&remote);
+        let pending: Vec<TransactionId> = self
+            .calls
+            .values()
+            .filter(|c| c.state == CallState::Early && c.b.remote == remote)
+            .filter_map(|c| c.b_tx)
+            .filter(|tx| self.txs.contains_key(tx))
+            .collect();
+        for tx in pending {
+            self.ep.handle_transport_error(now, tx);
+        }
+        self.drain(now);
     }
 
     /// For an outbound TLS `remote`: the peer FQDN its certificate must carry.
@@ -495,6 +508,9 @@ impl B2bua {
         policy: Arc<Policy>,
         (peer_name, plan_name): (String, String),
     ) {
+        if req.headers.max_forwards() == Some(0) {
+            return self.reply(now, id, &req, StatusCode::TOO_MANY_HOPS);
+        }
         if self.calls.len() >= self.cfg.max_calls {
             tracing::warn!(code = "GW1203", calls = self.calls.len(), "call limit: 503");
             return self.reply(now, id, &req, StatusCode::SERVICE_UNAVAILABLE);

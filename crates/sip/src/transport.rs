@@ -716,7 +716,7 @@ fn handle_msg(b2bua: &mut B2bua, conns: &mut HashMap<Remote, mpsc::Sender<Vec<u8
         }
         CoreMsg::Closed { remote } => {
             conns.remove(&remote);
-            b2bua.connection_closed(remote);
+            b2bua.connection_closed(clock::now(), remote);
         }
     }
 }

@@ -402,3 +402,56 @@ async fn foreign_ca_client_certificate_is_refused() {
     );
     gw.shutdown().await;
 }
+
+/// R-PEER-2: a client certificate from the trusted CA that names no configured peer: the
+/// handshake succeeds, the INVITE gets 403 naming the certificate's names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_tls_certificate_naming_no_peer_gets_403() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    pki.write(dir.path());
+    let base = free_ports(8);
+    let cfg = pki
+        .transport(plain_transport())
+        .with_host("other.test", LOCALHOST);
+    let (gw, _) = gateway(
+        cfg,
+        vec![plan("secure", VoipSecurity::Secured, "other")],
+        vec![peer(
+            "other",
+            "other.test",
+            5061,
+            TransportKind::Tls,
+            "secure",
+        )],
+        vec![5061],
+    )
+    .await;
+    let gw_tls = gw.local_addr(TransportKind::Tls).unwrap();
+    // The client presents pbx.test, which is trusted but not a peer here.
+    let st = stunnel(
+        dir.path(),
+        "st-uac",
+        true,
+        base,
+        gw_tls.port(),
+        "client",
+        Some("server.test"),
+    );
+    wait_listening(base, false, dir.path()).await;
+    let r = refused(
+        dir.path(),
+        TransportKind::Tcp,
+        format!("127.0.0.1:{base}").parse().unwrap(),
+        base + 1,
+        base + 2,
+    )
+    .await;
+    drop(st);
+    assert!(
+        r.contains("SIP/2.0 403 Forbidden (certificate names [\"pbx.test\"], no such peer)"),
+        "{r}"
+    );
+    gw.shutdown().await;
+}

@@ -546,3 +546,22 @@ fn secured_caller_plain_callee_keys_stay_on_leg_a() {
     assert_eq!(a_leg.side, Side::A);
     assert!(a_leg.keys.is_some(), "SRTP on the Secured leg");
 }
+
+#[test]
+fn callee_connection_failure_gives_503_at_once() {
+    let mut h = H::new(10);
+    h.input(A, &invite("c1", "i1", &offer_sdp(4000, "")));
+    h.b2b.connection_closed(h.now, remote(B));
+    let out = h.drain();
+    assert_eq!(codes(&to(A, &out)), vec![503]);
+    assert_eq!(h.b2b.call_count(), 0);
+}
+
+#[test]
+fn max_forwards_zero_gets_483() {
+    let mut h = H::new(10);
+    let inv =
+        invite("c1", "i1", &offer_sdp(4000, "")).replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let out = h.input(A, &inv);
+    assert_eq!(codes(&to(A, &out)), vec![483]);
+}
