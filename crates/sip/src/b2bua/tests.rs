@@ -565,3 +565,119 @@ fn max_forwards_zero_gets_483() {
     let out = h.input(A, &inv);
     assert_eq!(codes(&to(A, &out)), vec![483]);
 }
+
+/// R-MODE-1, R-SIP-2: one B2BUA serves Unsecured, SIPSecured and Secured dial plans at once;
+/// each outbound leg uses its own peer's transport and media security.
+#[test]
+fn r_mode_1_three_modes_in_one_gateway() {
+    let pol = Policy::new(
+        vec![
+            plan(
+                "u",
+                VoipSecurity::Unsecured,
+                &[("", Target::Peer("u2".into()))],
+            ),
+            plan(
+                "ss",
+                VoipSecurity::SipSecured,
+                &[("", Target::Peer("ss2".into()))],
+            ),
+            plan(
+                "s",
+                VoipSecurity::Secured,
+                &[("", Target::Peer("s2".into()))],
+            ),
+        ],
+        vec![
+            peer("u1", "192.0.2.1", 5060, TransportKind::Udp, "u"),
+            peer("u2", "192.0.2.2", 5060, TransportKind::Udp, "u"),
+            peer("ss1", "ss1.test", 5061, TransportKind::Tls, "ss"),
+            peer("ss2", "ss2.test", 5061, TransportKind::Tls, "ss"),
+            peer("s1", "s1.test", 5061, TransportKind::Tls, "s"),
+            peer("s2", "s2.test", 5061, TransportKind::Tls, "s"),
+        ],
+        &PolicyOptions::default(),
+    )
+    .unwrap()
+    .with_resolved("ss2", vec!["192.0.2.12".parse().unwrap()])
+    .with_resolved("s2", vec!["192.0.2.22".parse().unwrap()]);
+    let media = Arc::new(FakeMedia::new("203.0.113.1".parse().unwrap(), 30000, 100));
+    let mut b2b = B2bua::new(
+        B2buaConfig::new(vec![
+            (TransportKind::Udp, "203.0.113.1:5060".parse().unwrap()),
+            (TransportKind::Tls, "203.0.113.1:5061".parse().unwrap()),
+        ]),
+        PolicyHandle::new(pol),
+        media,
+    );
+    let pki = mediagate_pki::testpki::TestPki::generate(
+        std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    );
+    let tls_from = |name: &str, port: u16, b2b: &mut B2bua| {
+        let leaf = pki.issue(&mediagate_pki::testpki::LeafSpec::new(name, pki.now(), 30));
+        let id = mediagate_pki::PeerIdentity::from_verified_chain(
+            Some(&leaf.chain()),
+            mediagate_pki::IdentityOptions::default(),
+        )
+        .unwrap();
+        let r = Remote {
+            transport: TransportKind::Tls,
+            addr: SocketAddr::from(([192, 0, 2, 100], port)),
+        };
+        b2b.connection_opened(r, Some(id));
+        r
+    };
+    let crypto =
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\r\n";
+    let cases = [
+        (
+            Remote {
+                transport: TransportKind::Udp,
+                addr: "192.0.2.1:5060".parse().unwrap(),
+            },
+            offer_sdp(4000, ""),
+            "192.0.2.2:5060",
+            TransportKind::Udp,
+            "RTP/AVP",
+        ),
+        (
+            tls_from("ss1.test", 40001, &mut b2b),
+            offer_sdp(4002, ""),
+            "192.0.2.12:5061",
+            TransportKind::Tls,
+            "RTP/AVP",
+        ),
+        (
+            tls_from("s1.test", 40002, &mut b2b),
+            offer_sdp(4004, crypto).replace("RTP/AVP", "RTP/SAVP"),
+            "192.0.2.22:5061",
+            TransportKind::Tls,
+            "RTP/SAVP",
+        ),
+    ];
+    let now = crate::clock::now();
+    for (i, (from, sdp, b_addr, b_transport, proto)) in cases.iter().enumerate() {
+        let inv = invite(&format!("m{i}"), &format!("m{i}"), sdp);
+        b2b.handle_input(now, *from, inv.as_bytes());
+        let mut sent = Vec::new();
+        while let Some(t) = b2b.poll_transmit() {
+            sent.push(t);
+        }
+        let out = sent
+            .iter()
+            .find(|t| t.remote.addr == b_addr.parse::<SocketAddr>().unwrap())
+            .unwrap_or_else(|| panic!("case {i}: nothing sent to {b_addr}: {sent:?}"));
+        assert_eq!(out.remote.transport, *b_transport, "case {i}");
+        let text = String::from_utf8_lossy(&out.bytes);
+        assert!(
+            text.contains(&format!(" {proto} 0 101")),
+            "case {i}: {text}"
+        );
+        assert_eq!(
+            text.contains("a=crypto:"),
+            *proto == "RTP/SAVP",
+            "case {i}: keys only on the Secured leg: {text}"
+        );
+    }
+    assert_eq!(b2b.call_count(), 3);
+}
