@@ -3,7 +3,7 @@
 # -> SIPp UAS, at increasing rates until a step has a failed call. Prints the highest rate with
 # zero failed calls and the caller's INVITE->200 response-time percentiles per step.
 #
-#   scripts/sipp-load.sh                         # default steps 250..2000 calls/s, 5 s each
+#   scripts/sipp-load.sh                         # default steps 500..6000 calls/s, 5 s each
 #   LOAD_RATES=800,1000,1200 LOAD_SECONDS=10 scripts/sipp-load.sh
 #
 # Needs the Debian package sip-tester (sipp). Builds in release mode.
