@@ -267,6 +267,17 @@ impl B2bua {
         self.drain(now);
     }
 
+    /// True when the driver may open a connection to `remote`: it is a configured peer's
+    /// address and transport. Connections are never opened to anything else (not to a Via
+    /// sent-by, not back to the source port of an inbound connection that has closed).
+    pub fn may_connect(&self, remote: &Remote) -> bool {
+        let policy = self.policy.load();
+        policy
+            .peers()
+            .iter()
+            .any(|p| p.transport == remote.transport && policy.socket_addr(p) == Some(remote.addr))
+    }
+
     /// For an outbound TLS `remote`: the peer FQDN its certificate must carry.
     pub fn server_name(&self, remote: &Remote) -> Option<&str> {
         self.server_names.get(remote).map(String::as_str)

@@ -293,9 +293,7 @@ impl Server {
             tracing::info!(code, transport = ?kind, %addr, "SIP listener started");
         }
         let policy = resolve(policy, &cfg.static_hosts).await;
-        for plan in policy.dial_plans() {
-            tracing::info!(code = "GW1113", dial_plan = %plan.name, mode = %plan.security, "dial plan active");
-        }
+        log_plans(&policy, &local);
         let handle = PolicyHandle::new(policy);
         b2bua_cfg.local = local.clone();
         let framing = b2bua_cfg.endpoint.framing;
@@ -360,9 +358,7 @@ impl Server {
     /// (R-MODE-4).
     pub async fn reload(&self, policy: Policy) {
         let policy = resolve(policy, &self.static_hosts).await;
-        for plan in policy.dial_plans() {
-            tracing::info!(code = "GW1113", dial_plan = %plan.name, mode = %plan.security, "dial plan active");
-        }
+        log_plans(&policy, &self.local);
         self.policy.store(policy);
     }
 
@@ -371,6 +367,27 @@ impl Server {
         let _ = self.shutdown.send(true);
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// R-MODE-5: per dial plan, its mode and the listeners its peers may use (`GW1113`).
+fn log_plans(policy: &Policy, local: &[(TransportKind, SocketAddr)]) {
+    for plan in policy.dial_plans() {
+        let listeners: Vec<String> = local
+            .iter()
+            .filter(|(k, _)| plan.security.allows(*k))
+            .map(|(k, a)| format!("{k:?} {a}"))
+            .collect();
+        if listeners.is_empty() {
+            tracing::warn!(code = "GW1114", dial_plan = %plan.name, mode = %plan.security, "dial plan has no listener for its mode");
+        }
+        tracing::info!(
+            code = "GW1113",
+            dial_plan = %plan.name,
+            mode = %plan.security,
+            listeners = %listeners.join(", "),
+            "dial plan active"
+        );
     }
 }
 
@@ -673,6 +690,10 @@ async fn core_task(
                     }
                 }
                 _ => {
+                    if !conns.contains_key(&t.remote) && !b2bua.may_connect(&t.remote) {
+                        tracing::info!(remote = ?t.remote, "connection gone and not a peer address: message dropped");
+                        continue;
+                    }
                     let tx = conns.entry(t.remote).or_insert_with(|| {
                         let (tx, rx) = mpsc::channel(1024);
                         let name = b2bua.server_name(&t.remote).map(str::to_owned);

@@ -201,3 +201,87 @@ async fn tls_handshake_timeout_closes_silent_clients() {
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     gw.shutdown().await;
 }
+
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// R-MODE-5: at start and on reload the gateway logs each listener (GW1110–GW1112) and, per
+/// dial plan, its mode and the listeners its peers use (GW1113).
+#[tokio::test(flavor = "current_thread")]
+async fn listeners_and_dial_plan_modes_are_logged_at_start_and_reload() {
+    let cap = Captured::default();
+    let writer = cap.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("mediagate_sip=info")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let pki = Pki::new();
+    let (gw, _) = gateway(
+        pki.transport(plain_transport()),
+        vec![
+            plan("plain", VoipSecurity::Unsecured, "local"),
+            plan("secure", VoipSecurity::Secured, "local"),
+        ],
+        vec![peer(
+            "local",
+            "127.0.0.1",
+            5999,
+            TransportKind::Tcp,
+            "plain",
+        )],
+        vec![5061],
+    )
+    .await;
+    let tls = gw.local_addr(TransportKind::Tls).unwrap();
+    let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    for code in ["GW1110", "GW1111", "GW1112"] {
+        assert!(
+            text.contains(&format!("code=\"{code}\"")),
+            "{code} missing:\n{text}"
+        );
+    }
+    assert!(
+        text.contains(&format!(
+            "code=\"GW1113\" dial_plan=secure mode=Secured listeners=Tls {tls}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("dial_plan=plain mode=Unsecured listeners=Udp "),
+        "{text}"
+    );
+    cap.0.lock().unwrap().clear();
+    gw.reload(
+        mediagate_sip::Policy::new(
+            vec![mediagate_sip::DialPlan {
+                name: "secure".into(),
+                security: VoipSecurity::SipSecured,
+                routes: vec![],
+            }],
+            vec![],
+            &mediagate_sip::PolicyOptions::default(),
+        )
+        .unwrap(),
+    )
+    .await;
+    let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains(&format!(
+            "code=\"GW1113\" dial_plan=secure mode=SIPSecured listeners=Tls {tls}"
+        )),
+        "{text}"
+    );
+    gw.shutdown().await;
+}

@@ -681,3 +681,23 @@ fn r_mode_1_three_modes_in_one_gateway() {
     }
     assert_eq!(b2b.call_count(), 3);
 }
+
+#[test]
+fn connections_are_only_opened_to_peer_addresses() {
+    let h = H::new(1);
+    assert!(h.b2b.may_connect(&remote(B)));
+    assert!(h.b2b.may_connect(&remote(A)), "a is a peer too");
+    assert!(
+        !h.b2b.may_connect(&remote("192.0.2.1:40000")),
+        "an inbound source port"
+    );
+    assert!(
+        !h.b2b.may_connect(&remote("198.51.100.1:5060")),
+        "a Via sent-by"
+    );
+    let tls = Remote {
+        transport: TransportKind::Tls,
+        addr: B.parse().unwrap(),
+    };
+    assert!(!h.b2b.may_connect(&tls), "peer b is TCP");
+}
