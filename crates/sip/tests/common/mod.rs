@@ -127,15 +127,29 @@ impl Drop for Proc {
     }
 }
 
-/// Waits until something listens on 127.0.0.1:`port` (`ss -ltn` / `ss -lun`).
+/// True when a socket is bound to 127.0.0.1:`port` (TCP: listening), from `/proc/net` so that no
+/// extra package (`ss`) is needed.
+fn bound(port: u16, udp: bool) -> bool {
+    let table = if udp {
+        "/proc/net/udp"
+    } else {
+        "/proc/net/tcp"
+    };
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string(table)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&want.as_str()) && (udp || f.get(3) == Some(&"0A"))
+        })
+}
+
+/// Waits until something listens on 127.0.0.1:`port`.
 pub async fn wait_listening(port: u16, udp: bool, dir: &Path) {
     for _ in 0..200 {
-        let out = Command::new("ss")
-            .arg(if udp { "-Hlnu" } else { "-Hlnt" })
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        if text.contains(&format!("127.0.0.1:{port} ")) {
+        if bound(port, udp) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
