@@ -522,6 +522,26 @@ impl B2bua {
         if req.headers.max_forwards() == Some(0) {
             return self.reply(now, id, &req, StatusCode::TOO_MANY_HOPS);
         }
+        // RFC 3261 §8.2.2.3: we support no extensions (100rel, timer, ...) as a requirement.
+        let required: Vec<&str> = req
+            .headers
+            .other("Require")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+        if !required.is_empty() {
+            let mut r = req.response(StatusCode::BAD_EXTENSION);
+            if let Some(to) = r.headers.to_mut() {
+                let tag = self.ep.new_tag();
+                to.set_tag(&tag);
+            }
+            let at = r.headers.0.len().saturating_sub(1);
+            r.headers
+                .0
+                .insert(at, other("Unsupported", required.join(", ")));
+            return self.respond(now, id, r);
+        }
         if self.calls.len() >= self.cfg.max_calls {
             tracing::warn!(code = "GW1203", calls = self.calls.len(), "call limit: 503");
             return self.reply(now, id, &req, StatusCode::SERVICE_UNAVAILABLE);

@@ -701,3 +701,15 @@ fn connections_are_only_opened_to_peer_addresses() {
     };
     assert!(!h.b2b.may_connect(&tls), "peer b is TCP");
 }
+
+#[test]
+fn required_extension_gets_420_with_unsupported() {
+    let mut h = H::new(10);
+    let inv = invite("c1", "i1", &offer_sdp(4000, ""))
+        .replace("Max-Forwards: 70", "Max-Forwards: 70\r\nRequire: 100rel");
+    let out = h.input(A, &inv);
+    let r = to(A, &out).iter().filter_map(resp).next().cloned().unwrap();
+    assert_eq!(r.status.code(), 420);
+    assert_eq!(r.headers.other("Unsupported").next(), Some("100rel"));
+    assert!(h.media.live().is_empty());
+}
