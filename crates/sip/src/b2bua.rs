@@ -119,6 +119,8 @@ struct Call {
     cancel_pending: bool,
     a_answered: bool,
     echo: bool,
+    /// Delayed offer: our ACK for B's 2xx, held until the caller's ACK brings the answer.
+    b_ack_pending: Option<Request>,
 }
 
 impl Call {
@@ -420,7 +422,7 @@ impl B2bua {
                 remote,
                 request,
             } => self.on_request(now, id, remote, request),
-            Event::Ack { request, .. } => self.on_ack(&request),
+            Event::Ack { request, .. } => self.on_ack(now, &request),
             Event::Cancelled { invite } => self.on_cancelled(now, invite),
             Event::Response { id, response } => self.on_response(now, id, response),
             Event::StrayResponse { remote, response } => self.on_stray(remote, &response),
@@ -559,26 +561,23 @@ impl B2bua {
             tracing::info!(peer = %peer_name, %called, "no route: 404");
             return self.reply(now, id, &req, StatusCode::NOT_FOUND);
         };
-        if !is_sdp(&req.headers, &req.body) {
-            return self.reply_reason(
-                now,
-                id,
-                &req,
-                StatusCode::NOT_ACCEPTABLE_HERE,
-                Some("Not Acceptable Here (INVITE without SDP offer)".into()),
-            );
-        }
-        let offer = match Sdp::parse(&req.body) {
-            Ok(o) => o,
-            Err(e) => {
-                return self.reply_reason(
-                    now,
-                    id,
-                    &req,
-                    StatusCode::BAD_REQUEST,
-                    Some(format!("Bad Request ({e})")),
-                );
+        // No SDP: a delayed offer (RFC 3261 §13.2.1): the callee's 2xx carries the offer and the
+        // caller's ACK the answer.
+        let offer = if is_sdp(&req.headers, &req.body) {
+            match Sdp::parse(&req.body) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    return self.reply_reason(
+                        now,
+                        id,
+                        &req,
+                        StatusCode::BAD_REQUEST,
+                        Some(format!("Bad Request ({e})")),
+                    );
+                }
             }
+        } else {
+            None
         };
         self.next_call += 1;
         let key = CallKey(self.next_call);
@@ -614,7 +613,10 @@ impl B2bua {
             }
         };
         let mut a_media = MediaLeg::new(a_addr, a_secure);
-        let a_params = match a_media.on_remote_offer(&offer) {
+        let a_params = match offer
+            .as_ref()
+            .map_or(Ok(Vec::new()), |o| a_media.on_remote_offer(o))
+        {
             Ok(p) => p,
             Err(e) => {
                 self.media.release(key);
@@ -655,14 +657,16 @@ impl B2bua {
             cancel_pending: false,
             a_answered: false,
             echo: b_peer.is_none(),
+            b_ack_pending: None,
         };
         self.inbound.insert(id, key);
 
         let Some(peer) = b_peer else {
             // Local endpoint (echo).
-            let answer = match &self.local_endpoint {
-                Some(le) => le.answer(key, &offer, a_secure),
-                None => Err(StatusCode::SERVICE_UNAVAILABLE),
+            let answer = match (&self.local_endpoint, &offer) {
+                (Some(le), Some(offer)) => le.answer(key, offer, a_secure),
+                (Some(_), None) => Err(StatusCode::NOT_ACCEPTABLE_HERE),
+                (None, _) => Err(StatusCode::SERVICE_UNAVAILABLE),
             };
             match answer {
                 Ok(sdp) => {
@@ -677,7 +681,11 @@ impl B2bua {
             return;
         };
 
-        let b_offer = match call.b.media.local_offer(&offer, true) {
+        let b_offer = match offer
+            .as_ref()
+            .map(|o| call.b.media.local_offer(o, true))
+            .transpose()
+        {
             Ok(s) => s,
             Err(e) => {
                 self.media.release(key);
@@ -691,7 +699,7 @@ impl B2bua {
         {
             self.server_names.insert(b_remote, name.clone());
         }
-        call.b.last_sdp = Some(b_offer);
+        call.b.last_sdp = b_offer;
         call.b_invite = Some(invite.clone());
         tracing::info!(
             code = "GW1210",
@@ -720,7 +728,7 @@ impl B2bua {
         call: &Call,
         peer: &crate::policy::Peer,
         called: &str,
-        sdp: &Sdp,
+        sdp: &Option<Sdp>,
     ) -> Request {
         let t = peer.transport;
         let mut uri = Uri::sip(
@@ -758,13 +766,15 @@ impl B2bua {
         }));
         h.push(self.contact(t));
         h.push(other("Allow", ALLOW));
-        h.push(Header::ContentType("application/sdp".into()));
+        if sdp.is_some() {
+            h.push(Header::ContentType("application/sdp".into()));
+        }
         h.push(Header::ContentLength(0));
         Request {
             method: Method::Invite,
             uri,
             headers: h,
-            body: sdp.to_bytes(),
+            body: sdp.as_ref().map(Sdp::to_bytes).unwrap_or_default(),
         }
     }
 
@@ -897,6 +907,10 @@ impl B2bua {
                 (key, Side::B),
             );
             call.b.dialog = Some(dialog);
+            let delayed = call.b.last_sdp.is_none() && call.state == CallState::Early;
+            if delayed {
+                return self.on_delayed_offer(now, key, &resp, ack);
+            }
             self.ep.send_stateless(
                 b_remote,
                 &mediagate_sip_proto::message::Message::Request(ack),
@@ -1012,9 +1026,91 @@ impl B2bua {
         }
     }
 
-    fn on_ack(&mut self, req: &Request) {
-        if let Some((key, side)) = self.find_dialog(req) {
-            tracing::trace!(call = %key, ?side, "ACK absorbed");
+    /// Delayed offer: B's 2xx carries the offer. Rewrite it as our offer to A (in A's 2xx) and
+    /// hold the ACK to B until A's ACK brings the answer.
+    fn on_delayed_offer(&mut self, now: Instant, key: CallKey, resp: &Response, ack: Request) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let offer = if is_sdp(&resp.headers, &resp.body) {
+            Sdp::parse(&resp.body).ok()
+        } else {
+            None
+        };
+        let negotiated = offer.map(|o| {
+            let pb = call.b.media.on_remote_offer(&o);
+            (pb, o)
+        });
+        let remote = call.b.remote;
+        let (pb, o) = match negotiated {
+            Some((Ok(pb), o)) => (pb, o),
+            _ => {
+                tracing::info!(call = %key, "callee 2xx without an acceptable offer: BYE + 488");
+                self.ep
+                    .send_stateless(remote, &mediagate_sip_proto::message::Message::Request(ack));
+                self.fail_a(now, key, StatusCode::NOT_ACCEPTABLE_HERE);
+                return self.end_call(now, key, Some(Side::A));
+            }
+        };
+        let Ok(a_offer) = call.a.media.local_offer(&o, true) else {
+            self.ep
+                .send_stateless(remote, &mediagate_sip_proto::message::Message::Request(ack));
+            self.fail_a(now, key, StatusCode::SERVER_INTERNAL_ERROR);
+            return self.end_call(now, key, Some(Side::A));
+        };
+        call.b.last_sdp = Some(o);
+        call.b_ack_pending = Some(ack);
+        self.set_leg(key, Side::B, &pb);
+        self.answer_a(
+            now,
+            key,
+            StatusCode::OK,
+            resp.reason.clone(),
+            Some(a_offer),
+            true,
+        );
+    }
+
+    fn on_ack(&mut self, now: Instant, req: &Request) {
+        let Some((key, side)) = self.find_dialog(req) else {
+            return;
+        };
+        tracing::trace!(call = %key, ?side, "ACK absorbed");
+        if side != Side::A {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(mut ack) = call.b_ack_pending.take() else {
+            return;
+        };
+        // Delayed offer: A's ACK carries the answer; pass it on to B in our ACK.
+        let answer = if is_sdp(&req.headers, &req.body) {
+            Sdp::parse(&req.body).ok()
+        } else {
+            None
+        };
+        let remote = call.b.remote;
+        match answer.map(|a| (call.a.media.on_remote_answer(&a), a)) {
+            Some((Ok(pa), a)) => {
+                let b_answer = call.b.media.local_answer(&a);
+                call.b.last_sdp = Some(b_answer.clone());
+                let at = ack.headers.0.len().saturating_sub(1);
+                ack.headers
+                    .0
+                    .insert(at, Header::ContentType("application/sdp".into()));
+                ack.body = b_answer.to_bytes();
+                self.set_leg(key, Side::A, &pa);
+                self.ep
+                    .send_stateless(remote, &mediagate_sip_proto::message::Message::Request(ack));
+            }
+            _ => {
+                tracing::info!(call = %key, "caller ACK without an acceptable answer: BYE both");
+                self.ep
+                    .send_stateless(remote, &mediagate_sip_proto::message::Message::Request(ack));
+                self.end_call(now, key, None);
+            }
         }
     }
 
@@ -1035,6 +1131,9 @@ impl B2bua {
         let t = call_transport(&self.calls, key, side);
         let via = self.via(t);
         if let Some(call) = self.calls.get_mut(&key) {
+            if call.b_ack_pending.is_some() {
+                return; // delayed offer: the ACK waits for the caller's answer
+            }
             let leg = call.leg(side);
             if let Some(d) = &leg.dialog {
                 let seq = resp.headers.cseq().map_or(d.invite_seq, |c| c.seq);

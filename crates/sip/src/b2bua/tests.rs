@@ -713,3 +713,63 @@ fn required_extension_gets_420_with_unsupported() {
     assert_eq!(r.headers.other("Unsupported").next(), Some("100rel"));
     assert!(h.media.live().is_empty());
 }
+
+#[test]
+fn delayed_offer_callee_offers_in_200_caller_answers_in_ack() {
+    let mut h = H::new(10);
+    let inv = invite("c1", "i1", "").replace("Content-Type: application/sdp\r\n", "");
+    let out = h.input(A, &inv);
+    let b_inv = find_req(&to(B, &out), Method::Invite);
+    assert!(b_inv.body.is_empty(), "no offer towards B either");
+    assert!(b_inv.headers.content_type().is_none());
+    let b_offer = offer_sdp(6000, "").replace("192.0.2.1", "192.0.2.2");
+    let out = h.input(B, &answer(&b_inv, StatusCode::OK, Some(&b_offer)));
+    assert!(
+        to(B, &out).is_empty(),
+        "the ACK to B waits for the caller's answer"
+    );
+    let ok = to(A, &out).iter().filter_map(resp).next().cloned().unwrap();
+    let body = String::from_utf8(ok.body.clone()).unwrap();
+    assert!(
+        body.contains("m=audio 30000 RTP/AVP"),
+        "our offer to A: {body}"
+    );
+    // A answers in its ACK.
+    let ack = a_request(&ok, "ACK", 1, &offer_sdp(4000, ""));
+    let out = h.input(A, &ack);
+    let b_ack = find_req(&to(B, &out), Method::Ack);
+    let body = String::from_utf8(b_ack.body).unwrap();
+    assert!(
+        body.contains("m=audio 30002 RTP/AVP"),
+        "our answer to B: {body}"
+    );
+    let legs = h.media.legs();
+    assert!(
+        legs.iter()
+            .any(|l| l.side == Side::B && l.remote_rtp == Some("192.0.2.2:6000".parse().unwrap()))
+    );
+    assert!(
+        legs.iter()
+            .any(|l| l.side == Side::A && l.remote_rtp == Some("192.0.2.1:4000".parse().unwrap()))
+    );
+    // The call is up: BYE works.
+    let out = h.input(A, &a_request(&ok, "BYE", 2, ""));
+    find_req(&to(B, &out), Method::Bye);
+}
+
+#[test]
+fn delayed_offer_without_answer_in_ack_ends_the_call() {
+    let mut h = H::new(10);
+    let inv = invite("c1", "i1", "").replace("Content-Type: application/sdp\r\n", "");
+    let out = h.input(A, &inv);
+    let b_inv = find_req(&to(B, &out), Method::Invite);
+    let b_offer = offer_sdp(6000, "").replace("192.0.2.1", "192.0.2.2");
+    let out = h.input(B, &answer(&b_inv, StatusCode::OK, Some(&b_offer)));
+    let ok = to(A, &out).iter().filter_map(resp).next().cloned().unwrap();
+    let out = h.input(A, &a_request(&ok, "ACK", 1, ""));
+    let b = to(B, &out);
+    find_req(&b, Method::Ack);
+    find_req(&b, Method::Bye);
+    find_req(&to(A, &out), Method::Bye);
+    assert_eq!(h.b2b.call_count(), 0);
+}
