@@ -1196,6 +1196,14 @@ impl B2bua {
             let sdp = call.leg(side).last_sdp.clone();
             return self.reply_sdp(now, id, &req, sdp);
         }
+        // RFC 3261 §14.2: one offer/answer exchange at a time per call (glare → 491).
+        let busy = self.txs.values().any(|u| {
+            matches!(u, TxUse::Relay { call, method, .. }
+                if *call == key && matches!(method, Method::Invite | Method::Update))
+        });
+        if busy {
+            return self.reply(now, id, &req, StatusCode::REQUEST_PENDING);
+        }
         let offer = match Sdp::parse(&req.body) {
             Ok(o) => o,
             Err(e) => {

@@ -773,3 +773,18 @@ fn delayed_offer_without_answer_in_ack_ends_the_call() {
     find_req(&to(A, &out), Method::Bye);
     assert_eq!(h.b2b.call_count(), 0);
 }
+
+#[test]
+fn reinvite_glare_gets_491() {
+    let mut h = H::new(10);
+    let (b_inv, ok) = established(&mut h);
+    let out = h.input(
+        A,
+        &a_request(&ok, "INVITE", 2, &offer_sdp(4000, "a=sendonly\r\n")),
+    );
+    find_req(&to(B, &out), Method::Invite);
+    // B re-INVITEs at the same time.
+    let b_sdp = offer_sdp(6000, "a=sendonly\r\n").replace("192.0.2.1", "192.0.2.2");
+    let out = h.input(B, &b_request(&b_inv, "INVITE", 2, &b_sdp));
+    assert_eq!(codes(&to(B, &out)), vec![491]);
+}
