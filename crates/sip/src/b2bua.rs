@@ -345,7 +345,7 @@ impl B2bua {
         let branch = self.ep.new_branch();
         let mut v = Via::new(
             via_transport(t),
-            local.ip().to_string(),
+            uri_host(local.ip()),
             Some(local.port()),
             &branch,
         );
@@ -358,11 +358,7 @@ impl B2bua {
             .local(t)
             .or_else(|| self.cfg.local.first().map(|(_, a)| *a))
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
-        let mut uri = Uri::sip(
-            Some("mediagate"),
-            &local.ip().to_string(),
-            Some(local.port()),
-        );
+        let mut uri = Uri::sip(Some("mediagate"), &uri_host(local.ip()), Some(local.port()));
         uri.params.push(Param::new("transport", transport_param(t)));
         Header::Contact(mediagate_sip_proto::message::Contact::Addr(NameAddr::new(
             uri,
@@ -733,7 +729,10 @@ impl B2bua {
         let t = peer.transport;
         let mut uri = Uri::sip(
             (!called.is_empty()).then_some(called),
-            &peer.address.to_string(),
+            &match &peer.address {
+                PeerAddress::Ip(ip) => uri_host(*ip),
+                PeerAddress::Fqdn(n) => n.clone(),
+            },
             Some(peer.port),
         );
         if t != TransportKind::Udp {
@@ -1410,6 +1409,14 @@ impl B2bua {
             }
             self.media.release(key);
         }
+    }
+}
+
+/// An IP address as a SIP URI/Via host (IPv6 in brackets, RFC 3261 §25.1).
+fn uri_host(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
     }
 }
 

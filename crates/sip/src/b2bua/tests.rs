@@ -788,3 +788,9 @@ fn reinvite_glare_gets_491() {
     let out = h.input(B, &b_request(&b_inv, "INVITE", 2, &b_sdp));
     assert_eq!(codes(&to(B, &out)), vec![491]);
 }
+
+#[test]
+fn ipv6_hosts_are_bracketed() {
+    assert_eq!(uri_host("::1".parse().unwrap()), "[::1]");
+    assert_eq!(uri_host("192.0.2.1".parse().unwrap()), "192.0.2.1");
+}
