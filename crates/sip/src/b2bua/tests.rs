@@ -794,3 +794,146 @@ fn ipv6_hosts_are_bracketed() {
     assert_eq!(uri_host("::1".parse().unwrap()), "[::1]");
     assert_eq!(uri_host("192.0.2.1".parse().unwrap()), "192.0.2.1");
 }
+
+#[test]
+fn early_media_183_sdp_is_rewritten_for_the_caller() {
+    let mut h = H::new(10);
+    let out = h.input(A, &invite("c1", "i1", &offer_sdp(4000, "")));
+    let b_inv = find_req(&to(B, &out), Method::Invite);
+    let b_sdp = offer_sdp(6000, "").replace("192.0.2.1", "192.0.2.2");
+    let out = h.input(
+        B,
+        &answer(&b_inv, StatusCode::SESSION_PROGRESS, Some(&b_sdp)),
+    );
+    let r = to(A, &out).iter().filter_map(resp).next().cloned().unwrap();
+    assert_eq!(r.status.code(), 183);
+    let body = String::from_utf8(r.body).unwrap();
+    assert!(body.contains("m=audio 30000 RTP/AVP"), "{body}");
+    assert!(!body.contains("192.0.2.2"), "{body}");
+}
+
+/// R-MEDIA-6 through the B2BUA: a Secured caller's re-INVITE with an unchanged key keeps the
+/// keys on both legs; a changed key gives the callee leg fresh keys too.
+#[test]
+fn secured_reinvite_same_key_keeps_new_key_renews_both_legs() {
+    let pol = Policy::new(
+        vec![plan(
+            "sec",
+            VoipSecurity::Secured,
+            &[("", Target::Peer("b".into()))],
+        )],
+        vec![
+            peer("a", "a.example.com", 5061, TransportKind::Tls, "sec"),
+            peer("b", "b.example.com", 5061, TransportKind::Tls, "sec"),
+        ],
+        &PolicyOptions::default(),
+    )
+    .unwrap()
+    .with_resolved("b", vec!["192.0.2.2".parse().unwrap()]);
+    let media = Arc::new(FakeMedia::new("203.0.113.1".parse().unwrap(), 30000, 100));
+    let mut b2b = B2bua::new(
+        B2buaConfig::new(vec![(
+            TransportKind::Tls,
+            "203.0.113.1:5061".parse().unwrap(),
+        )]),
+        PolicyHandle::new(pol),
+        media,
+    );
+    let pki = mediagate_pki::testpki::TestPki::generate(
+        std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    );
+    let leaf = pki.issue(&mediagate_pki::testpki::LeafSpec::new(
+        "a.example.com",
+        pki.now(),
+        30,
+    ));
+    let id = mediagate_pki::PeerIdentity::from_verified_chain(
+        Some(&leaf.chain()),
+        mediagate_pki::IdentityOptions::default(),
+    )
+    .unwrap();
+    let ra = Remote {
+        transport: TransportKind::Tls,
+        addr: "192.0.2.1:40000".parse().unwrap(),
+    };
+    let rb = Remote {
+        transport: TransportKind::Tls,
+        addr: "192.0.2.2:5061".parse().unwrap(),
+    };
+    b2b.connection_opened(ra, Some(id));
+    let now = crate::clock::now();
+    let send = |b2b: &mut B2bua, from: Remote, msg: &str| -> Vec<Transmit> {
+        b2b.handle_input(now, from, msg.as_bytes());
+        let mut v = Vec::new();
+        while let Some(t) = b2b.poll_transmit() {
+            v.push(t);
+        }
+        v
+    };
+    let msg_to = |v: &[Transmit], r: Remote| -> Vec<Message> {
+        v.iter()
+            .filter(|t| t.remote == r)
+            .map(|t| parse(&t.bytes).unwrap())
+            .collect()
+    };
+    let k1 = "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
+    let k2 = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+    let a_sdp = |key: &str| {
+        offer_sdp(
+            4000,
+            &format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n"),
+        )
+        .replace("RTP/AVP", "RTP/SAVP")
+    };
+    let out = send(&mut b2b, ra, &invite("c1", "i1", &a_sdp(k1)));
+    let b_inv = find_req(&msg_to(&out, rb), Method::Invite);
+    let crypto = |r: &Request| -> Vec<String> {
+        String::from_utf8(r.body.clone())
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("a=crypto:"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let first_offer = crypto(&b_inv);
+    assert_eq!(first_offer.len(), 6);
+    // B accepts our tag 4 (AES_CM_128_HMAC_SHA1_80) with its own key.
+    let b_ans = offer_sdp(
+        6000,
+        &format!("a=crypto:4 AES_CM_128_HMAC_SHA1_80 inline:{k2}\r\n"),
+    )
+    .replace("RTP/AVP", "RTP/SAVP")
+    .replace("192.0.2.1", "192.0.2.2");
+    let out = send(&mut b2b, rb, &answer(&b_inv, StatusCode::OK, Some(&b_ans)));
+    let ok = msg_to(&out, ra)
+        .iter()
+        .filter_map(resp)
+        .next()
+        .cloned()
+        .unwrap();
+    assert_eq!(ok.status, StatusCode::OK);
+    // re-INVITE from A with the same key: B is re-offered the same lines.
+    let out = send(&mut b2b, ra, &a_request(&ok, "INVITE", 2, &a_sdp(k1)));
+    let re1 = find_req(&msg_to(&out, rb), Method::Invite);
+    assert_eq!(
+        crypto(&re1),
+        first_offer,
+        "unchanged key: same keys offered to B"
+    );
+    let out = send(&mut b2b, rb, &answer(&re1, StatusCode::OK, Some(&b_ans)));
+    assert!(
+        msg_to(&out, ra)
+            .iter()
+            .filter_map(resp)
+            .any(|r| r.status == StatusCode::OK)
+    );
+    // re-INVITE from A with a new key: B gets fresh keys.
+    let out = send(&mut b2b, ra, &a_request(&ok, "INVITE", 3, &a_sdp(k2)));
+    let re2 = find_req(&msg_to(&out, rb), Method::Invite);
+    let renewed = crypto(&re2);
+    assert_eq!(renewed.len(), 6);
+    assert!(
+        renewed.iter().zip(&first_offer).all(|(a, b)| a != b),
+        "changed key: every line renewed"
+    );
+}
