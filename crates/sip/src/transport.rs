@@ -62,6 +62,10 @@ pub struct TransportConfig {
     pub max_connections: usize,
     /// Inbound stream connections per source IP at most (default 256).
     pub max_connections_per_ip: usize,
+    /// A stream that holds an incomplete message this long is closed (default 30 s): a slow or
+    /// stalled sender cannot keep a connection slot and a buffer forever. Idle connections with
+    /// nothing buffered are kept (they carry in-dialog requests of long calls).
+    pub partial_message_timeout: Duration,
     /// Name → address entries consulted before DNS when resolving peer FQDNs.
     pub static_hosts: Vec<(String, IpAddr)>,
     /// How TLS peers are named from their certificate.
@@ -92,6 +96,7 @@ impl Default for TransportConfig {
             handshake_timeout: Duration::from_secs(5),
             max_connections: 4096,
             max_connections_per_ip: 256,
+            partial_message_timeout: Duration::from_secs(30),
             static_hosts: Vec::new(),
             identity: IdentityOptions::default(),
         }
@@ -132,6 +137,11 @@ impl TransportConfig {
     /// Sets the TLS handshake timeout.
     pub fn with_handshake_timeout(mut self, t: Duration) -> Self {
         self.handshake_timeout = t;
+        self
+    }
+    /// Sets the incomplete-message timeout.
+    pub fn with_partial_message_timeout(mut self, t: Duration) -> Self {
+        self.partial_message_timeout = t;
         self
     }
 }
@@ -575,8 +585,29 @@ async fn run_connection<S>(
     });
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16 * 1024];
+    let mut partial_deadline: Option<tokio::time::Instant> = None;
     'read: loop {
-        let n = match rd.read(&mut chunk).await {
+        let read = if buf.is_empty() {
+            partial_deadline = None;
+            rd.read(&mut chunk).await
+        } else {
+            let deadline = *partial_deadline.get_or_insert_with(|| {
+                tokio::time::Instant::from_std(clock::now() + shared.cfg.partial_message_timeout)
+            });
+            match tokio::time::timeout_at(deadline, rd.read(&mut chunk)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(
+                        code = "GW1207",
+                        ?remote,
+                        buffered = buf.len(),
+                        "incomplete message timed out: connection closed"
+                    );
+                    break 'read;
+                }
+            }
+        };
+        let n = match read {
             Ok(0) | Err(_) => break 'read,
             Ok(n) => n,
         };
@@ -592,6 +623,8 @@ async fn run_connection<S>(
                     }
                 }
                 Check::Complete(len) => {
+                    // Progress: the incomplete-message clock restarts.
+                    partial_deadline = None;
                     let bytes = buf[..len].to_vec();
                     buf.drain(..len);
                     if shared

@@ -285,3 +285,26 @@ async fn listeners_and_dial_plan_modes_are_logged_at_start_and_reload() {
     );
     gw.shutdown().await;
 }
+
+/// R-SIP-5: a sender that stalls in the middle of a message is disconnected; an idle connection
+/// with nothing buffered is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_partial_message_is_cut_idle_connection_kept() {
+    init_tracing();
+    let cfg = plain_transport().with_partial_message_timeout(Duration::from_millis(300));
+    let gw = local_gateway(cfg).await;
+    let addr = gw.local_addr(TransportKind::Tcp).unwrap();
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"OPTIONS sip:gw SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1")
+        .await
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    assert!(closed(&mut slow).await, "stalled sender disconnected");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    idle.write_all(options("idle", "Content-Length: 0\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert!(read_response(&mut idle).await.starts_with("SIP/2.0 200"));
+    gw.shutdown().await;
+}
