@@ -74,6 +74,11 @@ impl B2buaConfig {
         self.endpoint = c;
         self
     }
+    /// Sets the Retry-After seconds of the 503 over the call limit.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = seconds;
+        self
+    }
 }
 
 /// A built-in endpoint a route can target (`Target::Echo`), plugged in by the gateway.

@@ -32,7 +32,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::b2bua::{B2bua, B2buaConfig};
+use crate::b2bua::{B2bua, B2buaConfig, LocalEndpoint};
 use crate::clock;
 use crate::media::MediaAnchor;
 use crate::policy::{PeerAddress, Policy, PolicyHandle};
@@ -259,12 +259,25 @@ pub struct Server {
 
 impl Server {
     /// Binds the configured listeners, resolves the policy's peers and starts serving.
-    /// `b2bua`'s `local` addresses are filled from the bound sockets.
+    /// `b2bua`'s `local` addresses are filled from the bound sockets. Calls routed to
+    /// `Target::Echo` get 503 (see [`Server::start_with_local_endpoint`]).
     pub async fn start(
+        cfg: TransportConfig,
+        b2bua_cfg: B2buaConfig,
+        policy: Policy,
+        media: Arc<dyn MediaAnchor>,
+    ) -> io::Result<Server> {
+        Self::start_with_local_endpoint(cfg, b2bua_cfg, policy, media, None).await
+    }
+
+    /// [`Server::start`] with the endpoint that answers `Target::Echo` routes (the gateway's
+    /// echo service).
+    pub async fn start_with_local_endpoint(
         cfg: TransportConfig,
         mut b2bua_cfg: B2buaConfig,
         policy: Policy,
         media: Arc<dyn MediaAnchor>,
+        local_endpoint: Option<Arc<dyn LocalEndpoint>>,
     ) -> io::Result<Server> {
         let (core_tx, core_rx) = mpsc::channel(4096);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -307,7 +320,10 @@ impl Server {
         let handle = PolicyHandle::new(policy);
         b2bua_cfg.local = local.clone();
         let framing = b2bua_cfg.endpoint.framing;
-        let b2bua = B2bua::new(b2bua_cfg, handle.clone(), media);
+        let mut b2bua = B2bua::new(b2bua_cfg, handle.clone(), media);
+        if let Some(le) = local_endpoint {
+            b2bua.set_local_endpoint(le);
+        }
         let limits = Arc::new(Limits {
             global: Arc::new(Semaphore::new(cfg.max_connections)),
             per_ip: Mutex::new(HashMap::new()),

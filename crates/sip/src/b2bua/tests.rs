@@ -937,3 +937,33 @@ fn secured_reinvite_same_key_keeps_new_key_renews_both_legs() {
         "changed key: every line renewed"
     );
 }
+
+struct Echo;
+
+impl LocalEndpoint for Echo {
+    fn answer(&self, _call: CallKey, offer: &Sdp, _secure: bool) -> Result<Sdp, StatusCode> {
+        let mut a = offer.clone();
+        a.media[0].port = 50000;
+        Ok(a)
+    }
+    fn hangup(&self, _call: CallKey) {}
+}
+
+#[test]
+fn echo_route_is_answered_by_the_local_endpoint_hook() {
+    let mut h = H::new(10);
+    h.b2b.set_local_endpoint(Arc::new(Echo));
+    let inv = invite("c1", "i1", &offer_sdp(4000, "")).replace("sip:100@gw", "sip:700@gw");
+    let out = h.input(A, &inv);
+    let ok = to(A, &out).iter().filter_map(resp).next().cloned().unwrap();
+    assert_eq!(ok.status, StatusCode::OK);
+    assert!(
+        String::from_utf8(ok.body.clone())
+            .unwrap()
+            .contains("m=audio 50000")
+    );
+    assert!(to(B, &out).is_empty(), "nothing goes to a peer");
+    let out = h.input(A, &a_request(&ok, "BYE", 2, ""));
+    assert_eq!(codes(&to(A, &out)), vec![200]);
+    assert_eq!(h.b2b.call_count(), 0);
+}
