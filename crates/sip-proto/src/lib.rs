@@ -10,7 +10,8 @@
 //!   (`mediagate-sip`, tokio) does that and feeds the bytes in.
 //! - No clock: it never calls `Instant::now()`; every input carries `now` (clippy enforces it).
 //! - No TLS, no certificates, no peer policy (allow-list, dial plans): those live above and
-//!   below it. No SDP, no B2BUA call model yet (later work in the signaling issue).
+//!   below it. SDP offer/answer rewriting is here ([`sdp`]); the B2BUA call model lives in
+//!   `mediagate-sip`.
 //! - No DNS/RFC 3263 target selection: a [`Remote`] is an already resolved address.
 //!
 //! ## Data flow
@@ -65,6 +66,7 @@ pub mod endpoint;
 pub mod error;
 pub mod framing;
 pub mod message;
+pub mod sdp;
 pub mod transaction;
 
 pub use config::Config;

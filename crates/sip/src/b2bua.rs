@@ -1,0 +1,1436 @@
+//! The B2BUA call model, sans-IO: it owns a `sip_proto::Endpoint`, takes bytes, connection
+//! events and `now`, and returns [`Transmit`]s and the next deadline. The transport driver
+//! ([`crate::transport`]) feeds it; tests drive it directly with fake time.
+//!
+//! ```text
+//!  leg A (caller)                    B2bua                         leg B (callee)
+//!  INVITE ──▶ admit (policy) ─▶ route (dial plan) ─▶ allocate media ─▶ INVITE (own Call-ID,
+//!                                                                        tags, CSeq, SDP)
+//!  1xx/2xx ◀── SDP rewritten for A ◀──────────────────────────────────── 1xx/2xx  (ACK B at once)
+//!  ACK ──▶ absorbed
+//!  BYE ──▶ 200, BYE ─────────────────────────────────────────────────▶ (either direction)
+//!  CANCEL ─▶ 200 + 487, CANCEL ──────────────────────────────────────▶ (BYE if B already said 200)
+//!  re-INVITE/UPDATE ─▶ SDP rewritten ─────────────────────────────────▶ answer relayed back
+//! ```
+//!
+//! Each call keeps the policy snapshot it started with (R-MODE-4). Each leg's media security
+//! follows its own peer's dial plan (R-SIP-2).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mediagate_pki::PeerIdentity;
+use mediagate_sip_proto::framing::FrameError;
+use mediagate_sip_proto::message::{
+    Header, Method, NameAddr, Param, Request, Response, RetryAfter, StatusCode, Uri, Via,
+    ViaTransport,
+};
+use mediagate_sip_proto::sdp::{MediaLeg, Sdp, SdpError, StreamParams};
+use mediagate_sip_proto::{
+    Config, Dialog, Endpoint, Event, Output, Remote, StreamAction, TransactionId, Transmit,
+    TransportKind,
+};
+
+use crate::media::{CallKey, MediaAnchor, Side};
+use crate::policy::{PeerAddress, Policy, PolicyHandle, Target};
+
+/// Methods we answer, for `Allow` headers.
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, PRACK";
+
+/// B2BUA settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct B2buaConfig {
+    /// Transaction-layer settings.
+    pub endpoint: Config,
+    /// Our address per transport (Via sent-by and Contact). A transport missing here cannot
+    /// be used for outbound calls.
+    pub local: Vec<(TransportKind, SocketAddr)>,
+    /// Calls in progress above which new INVITEs get 503 (R-SIP-5).
+    pub max_calls: usize,
+    /// Retry-After seconds on that 503.
+    pub retry_after: u32,
+}
+
+impl B2buaConfig {
+    /// Defaults: RFC 3261 timers, 10 000 calls, Retry-After 5 s; `local` as given.
+    pub fn new(local: Vec<(TransportKind, SocketAddr)>) -> B2buaConfig {
+        B2buaConfig {
+            endpoint: Config::default(),
+            local,
+            max_calls: 10_000,
+            retry_after: 5,
+        }
+    }
+    /// Sets the call limit.
+    pub fn max_calls(mut self, n: usize) -> Self {
+        self.max_calls = n;
+        self
+    }
+    /// Sets the transaction-layer config.
+    pub fn endpoint(mut self, c: Config) -> Self {
+        self.endpoint = c;
+        self
+    }
+    /// Sets the Retry-After seconds of the 503 over the call limit.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = seconds;
+        self
+    }
+}
+
+/// A built-in endpoint a route can target (`Target::Echo`), plugged in by the gateway.
+pub trait LocalEndpoint: Send + Sync + 'static {
+    /// Answers the caller's `offer` for call `call` on a leg that is `secure` (SRTP) or not;
+    /// returns the answer SDP, or the status to refuse with.
+    fn answer(&self, call: CallKey, offer: &Sdp, secure: bool) -> Result<Sdp, StatusCode>;
+    /// The call ended.
+    fn hangup(&self, call: CallKey);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    /// INVITE sent to B, no final answer yet.
+    Early,
+    /// Both legs answered.
+    Confirmed,
+    /// A cancelled before B answered; waiting for B's final response.
+    Cancelling,
+}
+
+struct Leg {
+    remote: Remote,
+    dialog: Option<Dialog>,
+    media: MediaLeg,
+    /// The SDP we last sent on this leg (answer to a re-INVITE without offer).
+    last_sdp: Option<Sdp>,
+}
+
+struct Call {
+    key: CallKey,
+    /// The policy snapshot the call started with (R-MODE-4).
+    _policy: Arc<Policy>,
+    state: CallState,
+    a: Leg,
+    b: Leg,
+    a_invite: Request,
+    a_tx: TransactionId,
+    a_tag: String,
+    b_invite: Option<Request>,
+    b_tx: Option<TransactionId>,
+    b_got_provisional: bool,
+    cancel_pending: bool,
+    a_answered: bool,
+    echo: bool,
+    /// Delayed offer: our ACK for B's 2xx, held until the caller's ACK brings the answer.
+    b_ack_pending: Option<Request>,
+}
+
+impl Call {
+    fn leg(&mut self, side: Side) -> &mut Leg {
+        match side {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum TxUse {
+    /// Client tx of our INVITE on leg B.
+    OutboundInvite(CallKey),
+    /// Client tx on `from.other()` relaying server tx `server` that arrived on `from`.
+    Relay {
+        call: CallKey,
+        from: Side,
+        server: TransactionId,
+        method: Method,
+    },
+}
+
+/// The B2BUA. See the module documentation; the input/poll contract is the endpoint's: after
+/// any `handle_*` call drain [`B2bua::poll_transmit`], then re-arm the timer at
+/// [`B2bua::poll_timeout`].
+pub struct B2bua {
+    ep: Endpoint,
+    cfg: B2buaConfig,
+    policy: PolicyHandle,
+    media: Arc<dyn MediaAnchor>,
+    local_endpoint: Option<Arc<dyn LocalEndpoint>>,
+    identities: HashMap<Remote, Arc<PeerIdentity>>,
+    server_names: HashMap<Remote, String>,
+    calls: HashMap<CallKey, Call>,
+    /// (Call-ID, our tag) → call and side.
+    dialogs: HashMap<(String, String), (CallKey, Side)>,
+    /// A's INVITE server transaction → call.
+    inbound: HashMap<TransactionId, CallKey>,
+    txs: HashMap<TransactionId, TxUse>,
+    /// Relayed in-dialog requests awaiting the other leg's final response.
+    pending_requests: HashMap<TransactionId, Request>,
+    next_call: u64,
+    out: VecDeque<Transmit>,
+}
+
+impl std::fmt::Debug for B2bua {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("B2bua")
+            .field("calls", &self.calls.len())
+            .field("endpoint", &self.ep)
+            .finish()
+    }
+}
+
+fn via_transport(t: TransportKind) -> ViaTransport {
+    match t {
+        TransportKind::Udp => ViaTransport::Udp,
+        TransportKind::Tcp => ViaTransport::Tcp,
+        TransportKind::Tls => ViaTransport::Tls,
+    }
+}
+
+fn transport_param(t: TransportKind) -> &'static str {
+    match t {
+        TransportKind::Udp => "udp",
+        TransportKind::Tcp => "tcp",
+        TransportKind::Tls => "tls",
+    }
+}
+
+fn other(name: &str, value: impl Into<String>) -> Header {
+    Header::Other {
+        name: name.to_owned(),
+        value: value.into(),
+    }
+}
+
+fn is_sdp(headers: &mediagate_sip_proto::message::Headers, body: &[u8]) -> bool {
+    !body.is_empty()
+        && headers
+            .content_type()
+            .is_none_or(|t| t.trim().to_ascii_lowercase().starts_with("application/sdp"))
+}
+
+impl B2bua {
+    /// A B2BUA using `policy` for admission and routing and `media` to anchor media.
+    pub fn new(cfg: B2buaConfig, policy: PolicyHandle, media: Arc<dyn MediaAnchor>) -> B2bua {
+        B2bua {
+            ep: Endpoint::new(cfg.endpoint.clone()),
+            cfg,
+            policy,
+            media,
+            local_endpoint: None,
+            identities: HashMap::new(),
+            server_names: HashMap::new(),
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
+            inbound: HashMap::new(),
+            txs: HashMap::new(),
+            pending_requests: HashMap::new(),
+            next_call: 0,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Plugs in the endpoint for `Target::Echo` routes. Without one they get 503.
+    pub fn set_local_endpoint(&mut self, ep: Arc<dyn LocalEndpoint>) {
+        self.local_endpoint = Some(ep);
+    }
+
+    /// Calls in progress.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// The policy handle (swap it to reconfigure; R-MODE-4).
+    pub fn policy(&self) -> &PolicyHandle {
+        &self.policy
+    }
+
+    /// A stream connection came up; for TLS with the verified client identity.
+    pub fn connection_opened(&mut self, remote: Remote, identity: Option<PeerIdentity>) {
+        if let Some(id) = identity {
+            self.identities.insert(remote, Arc::new(id));
+        }
+    }
+
+    /// A stream connection closed (or an outbound connection could not be opened): outbound
+    /// INVITEs still waiting on it fail at once (503 to the caller) instead of waiting for
+    /// Timer B.
+    pub fn connection_closed(&mut self, now: Instant, remote: Remote) {
+        self.identities.remove(&remote);
+        self.server_names.remove(&remote);
+        let pending: Vec<TransactionId> = self
+            .calls
+            .values()
+            .filter(|c| c.state == CallState::Early && c.b.remote == remote)
+            .filter_map(|c| c.b_tx)
+            .filter(|tx| self.txs.contains_key(tx))
+            .collect();
+        for tx in pending {
+            self.ep.handle_transport_error(now, tx);
+        }
+        self.drain(now);
+    }
+
+    /// True when the driver may open a connection to `remote`: it is a configured peer's
+    /// address and transport. Connections are never opened to anything else (not to a Via
+    /// sent-by, not back to the source port of an inbound connection that has closed).
+    pub fn may_connect(&self, remote: &Remote) -> bool {
+        let policy = self.policy.load();
+        policy
+            .peers()
+            .iter()
+            .any(|p| p.transport == remote.transport && policy.socket_addr(p) == Some(remote.addr))
+    }
+
+    /// For an outbound TLS `remote`: the peer FQDN its certificate must carry.
+    pub fn server_name(&self, remote: &Remote) -> Option<&str> {
+        self.server_names.get(remote).map(String::as_str)
+    }
+
+    /// Input: one datagram or one framed stream message.
+    pub fn handle_input(&mut self, now: Instant, remote: Remote, bytes: &[u8]) {
+        self.ep.handle_input(now, remote, bytes);
+        self.drain(now);
+    }
+
+    /// Input: a stream framing error (see `Endpoint::handle_frame_error`).
+    pub fn handle_frame_error(
+        &mut self,
+        now: Instant,
+        remote: Remote,
+        buf: &[u8],
+        error: FrameError,
+    ) -> StreamAction {
+        let a = self.ep.handle_frame_error(now, remote, buf, error);
+        self.drain(now);
+        a
+    }
+
+    /// Input: the deadline from [`B2bua::poll_timeout`] passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+        self.drain(now);
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// When to call [`B2bua::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.ep.poll_timeout()
+    }
+
+    fn drain(&mut self, now: Instant) {
+        while let Some(o) = self.ep.poll_output() {
+            match o {
+                Output::Transmit(t) => self.out.push_back(t),
+                Output::Event(e) => self.on_event(now, e),
+            }
+        }
+    }
+
+    fn local(&self, t: TransportKind) -> Option<SocketAddr> {
+        self.cfg
+            .local
+            .iter()
+            .find(|(k, _)| *k == t)
+            .map(|(_, a)| *a)
+    }
+
+    fn via(&mut self, t: TransportKind) -> Via {
+        let local = self
+            .local(t)
+            .or_else(|| self.cfg.local.first().map(|(_, a)| *a))
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
+        let branch = self.ep.new_branch();
+        let mut v = Via::new(
+            via_transport(t),
+            uri_host(local.ip()),
+            Some(local.port()),
+            &branch,
+        );
+        v.params.push(Param::flag("rport"));
+        v
+    }
+
+    fn contact(&self, t: TransportKind) -> Header {
+        let local = self
+            .local(t)
+            .or_else(|| self.cfg.local.first().map(|(_, a)| *a))
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
+        let mut uri = Uri::sip(Some("mediagate"), &uri_host(local.ip()), Some(local.port()));
+        uri.params.push(Param::new("transport", transport_param(t)));
+        Header::Contact(mediagate_sip_proto::message::Contact::Addr(NameAddr::new(
+            uri,
+        )))
+    }
+
+    fn respond(&mut self, now: Instant, id: TransactionId, response: Response) {
+        if let Err(e) = self.ep.send_response(now, id, response) {
+            tracing::debug!(?id, %e, "response not sent");
+        }
+    }
+
+    fn reply(&mut self, now: Instant, id: TransactionId, req: &Request, status: StatusCode) {
+        self.reply_reason(now, id, req, status, None);
+    }
+
+    fn reply_reason(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        req: &Request,
+        status: StatusCode,
+        reason: Option<String>,
+    ) {
+        let mut r = req.response(status);
+        if let Some(reason) = reason {
+            r.reason = reason;
+        }
+        if status.code() > 100
+            && req.headers.to().is_some_and(|t| t.tag().is_none())
+            && let Some(to) = r.headers.to_mut()
+        {
+            let tag = self.ep.new_tag();
+            to.set_tag(&tag);
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers.0.insert(
+                r.headers.0.len().saturating_sub(1),
+                Header::RetryAfter(RetryAfter {
+                    seconds: self.cfg.retry_after,
+                    comment: None,
+                    params: Vec::new(),
+                }),
+            );
+        }
+        if matches!(status.code(), 405 | 501) || req.method == Method::Options {
+            let at = r.headers.0.len().saturating_sub(1);
+            r.headers.0.insert(at, other("Allow", ALLOW));
+        }
+        self.respond(now, id, r);
+    }
+
+    fn on_event(&mut self, now: Instant, e: Event) {
+        match e {
+            Event::Request {
+                id,
+                remote,
+                request,
+            } => self.on_request(now, id, remote, request),
+            Event::Ack { request, .. } => self.on_ack(now, &request),
+            Event::Cancelled { invite } => self.on_cancelled(now, invite),
+            Event::Response { id, response } => self.on_response(now, id, response),
+            Event::StrayResponse { remote, response } => self.on_stray(remote, &response),
+            Event::Timeout { id, timer } => {
+                tracing::debug!(?id, ?timer, "transaction timeout");
+                self.on_failure(now, id, StatusCode::REQUEST_TIMEOUT);
+            }
+            Event::TransportError { id } => {
+                self.on_failure(now, id, StatusCode::SERVICE_UNAVAILABLE);
+            }
+            Event::Terminated { id } => {
+                self.inbound.remove(&id);
+                // Relay and INVITE client txs are cleaned up on their final response.
+            }
+            Event::AckTimeout { call_id, .. } => {
+                if let Some((key, _)) = self
+                    .dialogs
+                    .iter()
+                    .find(|((c, _), _)| *c == call_id)
+                    .map(|(_, v)| *v)
+                {
+                    tracing::info!(call = %key, "no ACK for our 2xx: ending call");
+                    self.end_call(now, key, None);
+                }
+            }
+            Event::FramingError {
+                remote,
+                error,
+                answered,
+            } => tracing::info!(?remote, %error, answered, "SIP framing error"),
+            Event::Overloaded { remote, method } => {
+                tracing::warn!(?remote, %method, "transaction limit: 503")
+            }
+            Event::Malformed {
+                remote,
+                error,
+                answered,
+            } => tracing::info!(?remote, %error, answered, "malformed SIP message"),
+            _ => {}
+        }
+    }
+
+    fn find_dialog(&self, req: &Request) -> Option<(CallKey, Side)> {
+        let call_id = req.headers.call_id()?;
+        let tag = req.headers.to()?.tag()?;
+        self.dialogs
+            .get(&(call_id.to_owned(), tag.to_owned()))
+            .copied()
+    }
+
+    fn on_request(&mut self, now: Instant, id: TransactionId, remote: Remote, req: Request) {
+        let in_dialog = req.headers.to().and_then(NameAddr::tag).is_some();
+        if in_dialog {
+            return self.on_in_dialog(now, id, req);
+        }
+        // Out of dialog: every request is admitted against the policy first (R-PEER-2).
+        let policy = self.policy.load();
+        let identity = self.identities.get(&remote).cloned();
+        let admitted = match policy.admit(remote.transport, remote.addr, identity.as_deref()) {
+            Ok(a) => (a.peer.name.clone(), a.plan.name.clone()),
+            Err(refusal) => {
+                tracing::warn!(
+                    code = "GW1201",
+                    ?remote,
+                    presented = %refusal,
+                    method = %req.method,
+                    "request refused"
+                );
+                return self.reply_reason(
+                    now,
+                    id,
+                    &req,
+                    StatusCode::FORBIDDEN,
+                    Some(format!("Forbidden ({refusal})")),
+                );
+            }
+        };
+        match req.method {
+            Method::Invite => self.on_invite(now, id, remote, req, policy, admitted),
+            Method::Options => self.reply(now, id, &req, StatusCode::OK),
+            Method::Ack | Method::Cancel => {}
+            Method::Bye | Method::Update | Method::Prack => {
+                self.reply(now, id, &req, StatusCode::CALL_DOES_NOT_EXIST)
+            }
+            Method::Extension(_) => self.reply(now, id, &req, StatusCode::NOT_IMPLEMENTED),
+            _ => self.reply(now, id, &req, StatusCode::METHOD_NOT_ALLOWED),
+        }
+    }
+
+    fn on_invite(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        remote: Remote,
+        req: Request,
+        policy: Arc<Policy>,
+        (peer_name, plan_name): (String, String),
+    ) {
+        if req.headers.max_forwards() == Some(0) {
+            return self.reply(now, id, &req, StatusCode::TOO_MANY_HOPS);
+        }
+        // RFC 3261 §8.2.2.3: we support no extensions (100rel, timer, ...) as a requirement.
+        let required: Vec<&str> = req
+            .headers
+            .other("Require")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+        if !required.is_empty() {
+            let mut r = req.response(StatusCode::BAD_EXTENSION);
+            if let Some(to) = r.headers.to_mut() {
+                let tag = self.ep.new_tag();
+                to.set_tag(&tag);
+            }
+            let at = r.headers.0.len().saturating_sub(1);
+            r.headers
+                .0
+                .insert(at, other("Unsupported", required.join(", ")));
+            return self.respond(now, id, r);
+        }
+        if self.calls.len() >= self.cfg.max_calls {
+            tracing::warn!(code = "GW1203", calls = self.calls.len(), "call limit: 503");
+            return self.reply(now, id, &req, StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let Some(plan) = policy.dial_plan(&plan_name).cloned() else {
+            return self.reply(now, id, &req, StatusCode::SERVER_INTERNAL_ERROR);
+        };
+        let called = req
+            .uri
+            .user
+            .clone()
+            .or_else(|| req.headers.to().and_then(|t| t.uri.user.clone()))
+            .unwrap_or_default();
+        let Some(target) = plan.route(&called).cloned() else {
+            tracing::info!(peer = %peer_name, %called, "no route: 404");
+            return self.reply(now, id, &req, StatusCode::NOT_FOUND);
+        };
+        // No SDP: a delayed offer (RFC 3261 §13.2.1): the callee's 2xx carries the offer and the
+        // caller's ACK the answer.
+        let offer = if is_sdp(&req.headers, &req.body) {
+            match Sdp::parse(&req.body) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    return self.reply_reason(
+                        now,
+                        id,
+                        &req,
+                        StatusCode::BAD_REQUEST,
+                        Some(format!("Bad Request ({e})")),
+                    );
+                }
+            }
+        } else {
+            None
+        };
+        self.next_call += 1;
+        let key = CallKey(self.next_call);
+        let a_secure = plan.security.requires_srtp();
+
+        // Target: a peer, or the local endpoint.
+        let (b_peer, b_remote, b_secure) = match &target {
+            Target::Peer(name) => {
+                let Some(peer) = policy.peer(name).cloned() else {
+                    return self.reply(now, id, &req, StatusCode::SERVER_INTERNAL_ERROR);
+                };
+                let Some(addr) = policy.socket_addr(&peer) else {
+                    tracing::warn!(peer = %peer.name, "peer address unresolved: 503");
+                    return self.reply(now, id, &req, StatusCode::SERVICE_UNAVAILABLE);
+                };
+                let secure = policy
+                    .dial_plan(&peer.dial_plan)
+                    .is_some_and(|p| p.security.requires_srtp());
+                let remote = Remote {
+                    transport: peer.transport,
+                    addr,
+                };
+                (Some(peer), remote, secure)
+            }
+            Target::Echo => (None, remote, a_secure),
+        };
+
+        let (a_addr, b_addr) = match self.media.allocate(key) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(call = %key, %e, "media allocation failed: 503");
+                return self.reply(now, id, &req, StatusCode::SERVICE_UNAVAILABLE);
+            }
+        };
+        let mut a_media = MediaLeg::new(a_addr, a_secure);
+        let a_params = match offer
+            .as_ref()
+            .map_or(Ok(Vec::new()), |o| a_media.on_remote_offer(o))
+        {
+            Ok(p) => p,
+            Err(e) => {
+                self.media.release(key);
+                tracing::info!(call = %key, peer = %peer_name, %e, "offer refused: 488");
+                return self.reply_reason(
+                    now,
+                    id,
+                    &req,
+                    StatusCode::NOT_ACCEPTABLE_HERE,
+                    Some(format!("Not Acceptable Here ({e})")),
+                );
+            }
+        };
+        self.set_leg(key, Side::A, &a_params);
+        let a_tag = self.ep.new_tag();
+        let mut call = Call {
+            key,
+            _policy: policy.clone(),
+            state: CallState::Early,
+            a: Leg {
+                remote,
+                dialog: None,
+                media: a_media,
+                last_sdp: None,
+            },
+            b: Leg {
+                remote: b_remote,
+                dialog: None,
+                media: MediaLeg::new(b_addr, b_secure),
+                last_sdp: None,
+            },
+            a_invite: req,
+            a_tx: id,
+            a_tag,
+            b_invite: None,
+            b_tx: None,
+            b_got_provisional: false,
+            cancel_pending: false,
+            a_answered: false,
+            echo: b_peer.is_none(),
+            b_ack_pending: None,
+        };
+        self.inbound.insert(id, key);
+
+        let Some(peer) = b_peer else {
+            // Local endpoint (echo).
+            let answer = match (&self.local_endpoint, &offer) {
+                (Some(le), Some(offer)) => le.answer(key, offer, a_secure),
+                (Some(_), None) => Err(StatusCode::NOT_ACCEPTABLE_HERE),
+                (None, _) => Err(StatusCode::SERVICE_UNAVAILABLE),
+            };
+            match answer {
+                Ok(sdp) => {
+                    self.calls.insert(key, call);
+                    self.answer_a(now, key, StatusCode::OK, "OK".into(), Some(sdp), true);
+                }
+                Err(status) => {
+                    self.media.release(key);
+                    self.reply(now, id, &call.a_invite, status);
+                }
+            }
+            return;
+        };
+
+        let b_offer = match offer
+            .as_ref()
+            .map(|o| call.b.media.local_offer(o, true))
+            .transpose()
+        {
+            Ok(s) => s,
+            Err(e) => {
+                self.media.release(key);
+                tracing::warn!(call = %key, %e, "cannot build offer: 500");
+                return self.reply(now, id, &call.a_invite, StatusCode::SERVER_INTERNAL_ERROR);
+            }
+        };
+        let invite = self.outbound_invite(&call, &peer, &called, &b_offer);
+        if peer.transport == TransportKind::Tls
+            && let PeerAddress::Fqdn(name) = &peer.address
+        {
+            self.server_names.insert(b_remote, name.clone());
+        }
+        call.b.last_sdp = b_offer;
+        call.b_invite = Some(invite.clone());
+        tracing::info!(
+            code = "GW1210",
+            call = %key,
+            from_peer = %peer_name,
+            to_peer = %peer.name,
+            %called,
+            "call routed"
+        );
+        match self.ep.send_request(now, b_remote, invite) {
+            Ok(tx) => {
+                call.b_tx = Some(tx);
+                self.txs.insert(tx, TxUse::OutboundInvite(key));
+                self.calls.insert(key, call);
+            }
+            Err(e) => {
+                self.media.release(key);
+                tracing::warn!(call = %key, %e, "outbound INVITE failed");
+                self.reply(now, id, &call.a_invite, StatusCode::SERVER_INTERNAL_ERROR);
+            }
+        }
+    }
+
+    fn outbound_invite(
+        &mut self,
+        call: &Call,
+        peer: &crate::policy::Peer,
+        called: &str,
+        sdp: &Option<Sdp>,
+    ) -> Request {
+        let t = peer.transport;
+        let mut uri = Uri::sip(
+            (!called.is_empty()).then_some(called),
+            &match &peer.address {
+                PeerAddress::Ip(ip) => uri_host(*ip),
+                PeerAddress::Fqdn(n) => n.clone(),
+            },
+            Some(peer.port),
+        );
+        if t != TransportKind::Udp {
+            uri.params.push(Param::new("transport", transport_param(t)));
+        }
+        let from_tag = self.ep.new_tag();
+        let a = &call.a_invite.headers;
+        let mut from = a
+            .from()
+            .cloned()
+            .unwrap_or_else(|| NameAddr::new(Uri::sip(None, "mediagate.invalid", None)));
+        from.params.clear();
+        from.set_tag(&from_tag);
+        let mut to = NameAddr::new(uri.clone());
+        if let Some(t0) = a.to() {
+            to.display_name = t0.display_name.clone();
+        }
+        let call_id = format!("{}-{}@mediagate", self.ep.new_tag(), call.key.0);
+        let mut h = mediagate_sip_proto::message::Headers::default();
+        h.push(Header::Via(self.via(t)));
+        h.push(Header::MaxForwards(
+            a.max_forwards().unwrap_or(70).saturating_sub(1),
+        ));
+        h.push(Header::From(from));
+        h.push(Header::To(to));
+        h.push(Header::CallId(call_id));
+        h.push(Header::CSeq(mediagate_sip_proto::message::CSeq {
+            seq: 1,
+            method: Method::Invite,
+        }));
+        h.push(self.contact(t));
+        h.push(other("Allow", ALLOW));
+        if sdp.is_some() {
+            h.push(Header::ContentType("application/sdp".into()));
+        }
+        h.push(Header::ContentLength(0));
+        Request {
+            method: Method::Invite,
+            uri,
+            headers: h,
+            body: sdp.as_ref().map(Sdp::to_bytes).unwrap_or_default(),
+        }
+    }
+
+    fn set_leg(&self, key: CallKey, side: Side, params: &[StreamParams]) {
+        if let Some(p) = params.first()
+            && let Err(e) = self
+                .media
+                .set_leg(key, side, p.remote_rtp, p.rtcp_mux, p.keys.clone())
+        {
+            tracing::warn!(call = %key, ?side, %e, "media set_leg failed");
+        }
+    }
+
+    /// Sends a response to A's initial INVITE, with `sdp` (already rewritten for leg A).
+    fn answer_a(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        status: StatusCode,
+        reason: String,
+        sdp: Option<Sdp>,
+        is_final_2xx: bool,
+    ) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let mut r = call.a_invite.response(status);
+        r.reason = reason;
+        if let Some(to) = r.headers.to_mut() {
+            to.set_tag(&call.a_tag);
+        }
+        let at = r.headers.0.len().saturating_sub(1);
+        let t = call.a.remote.transport;
+        let tx = call.a_tx;
+        let contact = self.contact(t);
+        let call = match self.calls.get_mut(&key) {
+            Some(c) => c,
+            None => return,
+        };
+        r.headers.0.insert(at, contact);
+        r.headers.0.insert(at + 1, other("Allow", ALLOW));
+        if let Some(sdp) = sdp {
+            r.headers
+                .0
+                .insert(at + 2, Header::ContentType("application/sdp".into()));
+            r.body = sdp.to_bytes();
+            call.a.last_sdp = Some(sdp);
+        }
+        if is_final_2xx {
+            match Dialog::new_uas(&call.a_invite, &r) {
+                Ok(d) => {
+                    self.dialogs.insert(
+                        (d.id.call_id.clone(), d.id.local_tag.clone()),
+                        (key, Side::A),
+                    );
+                    call.a.dialog = Some(d);
+                }
+                Err(e) => tracing::info!(call = %key, %e, "caller dialog not created"),
+            }
+            call.state = CallState::Confirmed;
+            call.a_answered = true;
+        }
+        self.respond(now, tx, r);
+    }
+
+    fn on_response(&mut self, now: Instant, id: TransactionId, resp: Response) {
+        let Some(use_) = self.txs.get(&id).cloned() else {
+            return;
+        };
+        if resp.status.is_final() {
+            self.txs.remove(&id);
+        }
+        match use_ {
+            TxUse::OutboundInvite(key) => self.on_b_invite_response(now, key, resp),
+            TxUse::Relay {
+                call,
+                from,
+                server,
+                method,
+            } => self.on_relay_response(now, call, from, server, method, resp),
+        }
+    }
+
+    fn on_b_invite_response(&mut self, now: Instant, key: CallKey, resp: Response) {
+        let code = resp.status.code();
+        if code == 100 {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if resp.status.is_provisional() {
+            call.b_got_provisional = true;
+            if call.cancel_pending {
+                call.cancel_pending = false;
+                self.send_cancel_b(now, key);
+                return;
+            }
+            if call.state != CallState::Early {
+                return;
+            }
+            let sdp = self.b_answer_sdp(key, &resp);
+            // Early media we cannot use: relay the 1xx without it.
+            let sdp = sdp.unwrap_or_default();
+            self.answer_a(now, key, resp.status, resp.reason.clone(), sdp, false);
+            return;
+        }
+        if resp.status.is_success() {
+            // ACK B at once (we own leg B's dialog).
+            let Some(invite) = call.b_invite.clone() else {
+                return;
+            };
+            let mut dialog = match Dialog::new_uac(&invite, &resp) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::info!(call = %key, %e, "callee 2xx without dialog");
+                    return;
+                }
+            };
+            dialog.on_response(&resp);
+            let via = self.via(call_transport(&self.calls, key, Side::B));
+            let ack = dialog.create_ack(dialog.invite_seq, via);
+            let call = match self.calls.get_mut(&key) {
+                Some(c) => c,
+                None => return,
+            };
+            let b_remote = call.b.remote;
+            self.dialogs.insert(
+                (dialog.id.call_id.clone(), dialog.id.local_tag.clone()),
+                (key, Side::B),
+            );
+            call.b.dialog = Some(dialog);
+            let delayed = call.b.last_sdp.is_none() && call.state == CallState::Early;
+            if delayed {
+                return self.on_delayed_offer(now, key, &resp, ack);
+            }
+            self.ep.send_stateless(
+                b_remote,
+                &mediagate_sip_proto::message::Message::Request(ack),
+            );
+            let state = self.calls.get(&key).map(|c| c.state);
+            if state == Some(CallState::Cancelling) {
+                // The CANCEL race: B answered before our CANCEL landed.
+                self.end_call(now, key, Some(Side::A));
+                return;
+            }
+            match self.b_answer_sdp(key, &resp) {
+                Ok(sdp) => {
+                    self.answer_a(now, key, StatusCode::OK, resp.reason.clone(), sdp, true);
+                }
+                Err(e) => {
+                    tracing::info!(call = %key, %e, "callee answer refused: BYE + 488");
+                    self.fail_a(now, key, StatusCode::NOT_ACCEPTABLE_HERE);
+                    self.end_call(now, key, Some(Side::A));
+                }
+            }
+            return;
+        }
+        // Final failure: relay the status to A, end the call.
+        let state = call.state;
+        if state == CallState::Early {
+            let status = resp.status;
+            let a_tx = call.a_tx;
+            let inv = call.a_invite.clone();
+            let tag = call.a_tag.clone();
+            let mut r = inv.response(status);
+            r.reason = resp.reason.clone();
+            if let Some(to) = r.headers.to_mut() {
+                to.set_tag(&tag);
+            }
+            if let Some(ra) = resp.headers.retry_after() {
+                let at = r.headers.0.len().saturating_sub(1);
+                r.headers.0.insert(at, Header::RetryAfter(ra.clone()));
+            }
+            self.respond(now, a_tx, r);
+        }
+        self.remove_call(key);
+    }
+
+    /// Processes B's SDP answer (if any) and returns A's answer SDP.
+    fn b_answer_sdp(&mut self, key: CallKey, resp: &Response) -> Result<Option<Sdp>, SdpError> {
+        if !is_sdp(&resp.headers, &resp.body) {
+            return Ok(None);
+        }
+        let answer = Sdp::parse(&resp.body)?;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return Ok(None);
+        };
+        let pb = call.b.media.on_remote_answer(&answer)?;
+        let a_sdp = call.a.media.local_answer(&answer);
+        self.set_leg(key, Side::B, &pb);
+        Ok(Some(a_sdp))
+    }
+
+    fn fail_a(&mut self, now: Instant, key: CallKey, status: StatusCode) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if call.a_answered {
+            return;
+        }
+        let (tx, inv, tag) = (call.a_tx, call.a_invite.clone(), call.a_tag.clone());
+        let mut r = inv.response(status);
+        if let Some(to) = r.headers.to_mut() {
+            to.set_tag(&tag);
+        }
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.a_answered = true;
+        }
+        self.respond(now, tx, r);
+    }
+
+    fn send_cancel_b(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let (Some(inv), remote) = (call.b_invite.clone(), call.b.remote) else {
+            return;
+        };
+        let cancel = inv.cancel();
+        if let Err(e) = self.ep.send_request(now, remote, cancel) {
+            tracing::debug!(call = %key, %e, "CANCEL not sent");
+        }
+    }
+
+    fn on_cancelled(&mut self, now: Instant, invite: TransactionId) {
+        let Some(&key) = self.inbound.get(&invite) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.a_answered || call.state != CallState::Early {
+            return;
+        }
+        tracing::info!(call = %key, "caller cancelled");
+        self.fail_a(now, key, StatusCode::REQUEST_TERMINATED);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.state = CallState::Cancelling;
+        if call.echo {
+            self.remove_call(key);
+        } else if call.b_got_provisional {
+            self.send_cancel_b(now, key);
+        } else {
+            // RFC 3261 §9.1: no CANCEL before a provisional response.
+            call.cancel_pending = true;
+        }
+    }
+
+    /// Delayed offer: B's 2xx carries the offer. Rewrite it as our offer to A (in A's 2xx) and
+    /// hold the ACK to B until A's ACK brings the answer.
+    fn on_delayed_offer(&mut self, now: Instant, key: CallKey, resp: &Response, ack: Request) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let offer = if is_sdp(&resp.headers, &resp.body) {
+            Sdp::parse(&resp.body).ok()
+        } else {
+            None
+        };
+        let negotiated = offer.map(|o| {
+            let pb = call.b.media.on_remote_offer(&o);
+            (pb, o)
+        });
+        let remote = call.b.remote;
+        let (pb, o) = match negotiated {
+            Some((Ok(pb), o)) => (pb, o),
+            _ => {
+                tracing::info!(call = %key, "callee 2xx without an acceptable offer: BYE + 488");
+                self.ep
+                    .send_stateless(remote, &mediagate_sip_proto::message::Message::Request(ack));
+                self.fail_a(now, key, StatusCode::NOT_ACCEPTABLE_HERE);
+                return self.end_call(now, key, Some(Side::A));
+            }
+        };
+        let Ok(a_offer) = call.a.media.local_offer(&o, true) else {
+            self.ep
+                .send_stateless(remote, &mediagate_sip_proto::message::Message::Request(ack));
+            self.fail_a(now, key, StatusCode::SERVER_INTERNAL_ERROR);
+            return self.end_call(now, key, Some(Side::A));
+        };
+        call.b.last_sdp = Some(o);
+        call.b_ack_pending = Some(ack);
+        self.set_leg(key, Side::B, &pb);
+        self.answer_a(
+            now,
+            key,
+            StatusCode::OK,
+            resp.reason.clone(),
+            Some(a_offer),
+            true,
+        );
+    }
+
+    fn on_ack(&mut self, now: Instant, req: &Request) {
+        let Some((key, side)) = self.find_dialog(req) else {
+            return;
+        };
+        tracing::trace!(call = %key, ?side, "ACK absorbed");
+        if side != Side::A {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(mut ack) = call.b_ack_pending.take() else {
+            return;
+        };
+        // Delayed offer: A's ACK carries the answer; pass it on to B in our ACK.
+        let answer = if is_sdp(&req.headers, &req.body) {
+            Sdp::parse(&req.body).ok()
+        } else {
+            None
+        };
+        let remote = call.b.remote;
+        match answer.map(|a| (call.a.media.on_remote_answer(&a), a)) {
+            Some((Ok(pa), a)) => {
+                let b_answer = call.b.media.local_answer(&a);
+                call.b.last_sdp = Some(b_answer.clone());
+                let at = ack.headers.0.len().saturating_sub(1);
+                ack.headers
+                    .0
+                    .insert(at, Header::ContentType("application/sdp".into()));
+                ack.body = b_answer.to_bytes();
+                self.set_leg(key, Side::A, &pa);
+                self.ep
+                    .send_stateless(remote, &mediagate_sip_proto::message::Message::Request(ack));
+            }
+            _ => {
+                tracing::info!(call = %key, "caller ACK without an acceptable answer: BYE both");
+                self.ep
+                    .send_stateless(remote, &mediagate_sip_proto::message::Message::Request(ack));
+                self.end_call(now, key, None);
+            }
+        }
+    }
+
+    fn on_stray(&mut self, _remote: Remote, resp: &Response) {
+        // A retransmitted 2xx to our INVITE: re-send the ACK (RFC 3261 §13.2.2.4).
+        if !resp.status.is_success() || resp.cseq_method() != Some(&Method::Invite) {
+            return;
+        }
+        let (Some(call_id), Some(tag)) = (
+            resp.headers.call_id(),
+            resp.headers.from().and_then(NameAddr::tag),
+        ) else {
+            return;
+        };
+        let Some(&(key, side)) = self.dialogs.get(&(call_id.to_owned(), tag.to_owned())) else {
+            return;
+        };
+        let t = call_transport(&self.calls, key, side);
+        let via = self.via(t);
+        if let Some(call) = self.calls.get_mut(&key) {
+            if call.b_ack_pending.is_some() {
+                return; // delayed offer: the ACK waits for the caller's answer
+            }
+            let leg = call.leg(side);
+            if let Some(d) = &leg.dialog {
+                let seq = resp.headers.cseq().map_or(d.invite_seq, |c| c.seq);
+                let ack = d.create_ack(seq, via);
+                let remote = leg.remote;
+                self.ep
+                    .send_stateless(remote, &mediagate_sip_proto::message::Message::Request(ack));
+            }
+        }
+    }
+
+    fn on_in_dialog(&mut self, now: Instant, id: TransactionId, req: Request) {
+        let Some((key, side)) = self.find_dialog(&req) else {
+            return match req.method {
+                Method::Ack => {}
+                Method::Options => self.reply(now, id, &req, StatusCode::OK),
+                _ => self.reply(now, id, &req, StatusCode::CALL_DOES_NOT_EXIST),
+            };
+        };
+        if let Some(call) = self.calls.get_mut(&key)
+            && let Some(d) = call.leg(side).dialog.as_mut()
+            && let Err(e) = d.on_request(&req)
+        {
+            tracing::info!(call = %key, %e, "in-dialog request refused");
+            return self.reply(now, id, &req, StatusCode::SERVER_INTERNAL_ERROR);
+        }
+        match req.method {
+            Method::Bye => {
+                self.reply(now, id, &req, StatusCode::OK);
+                tracing::info!(code = "GW1211", call = %key, ?side, "call ended by BYE");
+                self.end_call(now, key, Some(side));
+            }
+            Method::Invite | Method::Update => self.relay_offer(now, id, key, side, req),
+            Method::Options | Method::Prack => self.reply(now, id, &req, StatusCode::OK),
+            Method::Ack | Method::Cancel => {}
+            Method::Extension(_) => self.reply(now, id, &req, StatusCode::NOT_IMPLEMENTED),
+            _ => self.reply(now, id, &req, StatusCode::METHOD_NOT_ALLOWED),
+        }
+    }
+
+    /// re-INVITE or UPDATE from `side`: rewrite its offer for the other leg and relay.
+    fn relay_offer(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        key: CallKey,
+        side: Side,
+        req: Request,
+    ) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return self.reply(now, id, &req, StatusCode::CALL_DOES_NOT_EXIST);
+        };
+        if call.state != CallState::Confirmed || call.echo {
+            // Mid-setup UPDATE, or a local endpoint: answer with what we have.
+            let sdp = call.leg(side).last_sdp.clone();
+            return self.reply_sdp(now, id, &req, sdp);
+        }
+        if !is_sdp(&req.headers, &req.body) {
+            // No offer: answer with our current SDP for that leg, nothing to relay.
+            let sdp = call.leg(side).last_sdp.clone();
+            return self.reply_sdp(now, id, &req, sdp);
+        }
+        // RFC 3261 §14.2: one offer/answer exchange at a time per call (glare → 491).
+        let busy = self.txs.values().any(|u| {
+            matches!(u, TxUse::Relay { call, method, .. }
+                if *call == key && matches!(method, Method::Invite | Method::Update))
+        });
+        if busy {
+            return self.reply(now, id, &req, StatusCode::REQUEST_PENDING);
+        }
+        let offer = match Sdp::parse(&req.body) {
+            Ok(o) => o,
+            Err(e) => {
+                return self.reply_reason(
+                    now,
+                    id,
+                    &req,
+                    StatusCode::BAD_REQUEST,
+                    Some(format!("Bad Request ({e})")),
+                );
+            }
+        };
+        let params = match call.leg(side).media.on_remote_offer(&offer) {
+            Ok(p) => p,
+            Err(e) => {
+                return self.reply_reason(
+                    now,
+                    id,
+                    &req,
+                    StatusCode::NOT_ACCEPTABLE_HERE,
+                    Some(format!("Not Acceptable Here ({e})")),
+                );
+            }
+        };
+        let renew = params.iter().any(|p| p.key_changed);
+        let o = side.other();
+        let out_sdp = match call.leg(o).media.local_offer(&offer, renew) {
+            Ok(s) => s,
+            Err(_) => return self.reply(now, id, &req, StatusCode::SERVER_INTERNAL_ERROR),
+        };
+        self.set_leg(key, side, &params);
+        let t = call_transport(&self.calls, key, o);
+        let via = self.via(t);
+        let contact = self.contact(t);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let leg = call.leg(o);
+        let Some(d) = leg.dialog.as_mut() else {
+            return self.reply(now, id, &req, StatusCode::SERVER_INTERNAL_ERROR);
+        };
+        let mut fwd = d.create_request(req.method.clone(), via);
+        let at = fwd.headers.0.len().saturating_sub(1);
+        fwd.headers.0.insert(at, contact);
+        fwd.headers
+            .0
+            .insert(at + 1, Header::ContentType("application/sdp".into()));
+        fwd.body = out_sdp.to_bytes();
+        leg.last_sdp = Some(out_sdp);
+        let remote = leg.remote;
+        let method = req.method.clone();
+        match self.ep.send_request(now, remote, fwd) {
+            Ok(tx) => {
+                self.txs.insert(
+                    tx,
+                    TxUse::Relay {
+                        call: key,
+                        from: side,
+                        server: id,
+                        method,
+                    },
+                );
+            }
+            Err(_) => self.reply(now, id, &req, StatusCode::SERVER_INTERNAL_ERROR),
+        }
+        // Keep the original request to build the final response later.
+        self.pending_requests.insert(id, req);
+    }
+
+    fn reply_sdp(&mut self, now: Instant, id: TransactionId, req: &Request, sdp: Option<Sdp>) {
+        let mut r = req.response(StatusCode::OK);
+        if let Some(sdp) = sdp {
+            let at = r.headers.0.len().saturating_sub(1);
+            r.headers
+                .0
+                .insert(at, Header::ContentType("application/sdp".into()));
+            r.body = sdp.to_bytes();
+        }
+        self.respond(now, id, r);
+    }
+
+    fn on_relay_response(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        from: Side,
+        server: TransactionId,
+        method: Method,
+        resp: Response,
+    ) {
+        if resp.status.is_provisional() {
+            return;
+        }
+        let Some(req) = self.pending_requests.remove(&server) else {
+            return;
+        };
+        let o = from.other();
+        if resp.status.is_success() && method == Method::Invite {
+            // ACK the other leg ourselves.
+            let via = self.via(call_transport(&self.calls, key, o));
+            if let Some(call) = self.calls.get_mut(&key) {
+                let leg = call.leg(o);
+                if let Some(d) = leg.dialog.as_mut() {
+                    d.on_response(&resp);
+                    let seq = resp.headers.cseq().map_or(d.invite_seq, |c| c.seq);
+                    let ack = d.create_ack(seq, via);
+                    let remote = leg.remote;
+                    self.ep.send_stateless(
+                        remote,
+                        &mediagate_sip_proto::message::Message::Request(ack),
+                    );
+                }
+            }
+        }
+        let mut r = req.response(resp.status);
+        r.reason = resp.reason.clone();
+        if resp.status.is_success() && is_sdp(&resp.headers, &resp.body) {
+            let answer = Sdp::parse(&resp.body).ok();
+            let Some(call) = self.calls.get_mut(&key) else {
+                return;
+            };
+            match answer.map(|a| {
+                let p = call.leg(o).media.on_remote_answer(&a);
+                (p, a)
+            }) {
+                Some((Ok(p), a)) => {
+                    let back = call.leg(from).media.local_answer(&a);
+                    call.leg(from).last_sdp = Some(back.clone());
+                    self.set_leg(key, o, &p);
+                    let at = r.headers.0.len().saturating_sub(1);
+                    r.headers
+                        .0
+                        .insert(at, Header::ContentType("application/sdp".into()));
+                    r.body = back.to_bytes();
+                }
+                _ => {
+                    r = req.response(StatusCode::NOT_ACCEPTABLE_HERE);
+                }
+            }
+        }
+        if resp.status.is_success() {
+            let t = call_transport(&self.calls, key, from);
+            let at = r.headers.0.len().saturating_sub(1);
+            r.headers.0.insert(at, self.contact(t));
+        }
+        self.respond(now, server, r);
+    }
+
+    fn on_failure(&mut self, now: Instant, id: TransactionId, status: StatusCode) {
+        let Some(use_) = self.txs.remove(&id) else {
+            return;
+        };
+        match use_ {
+            TxUse::OutboundInvite(key) => {
+                tracing::info!(call = %key, %status, "callee leg failed");
+                self.fail_a(now, key, status);
+                self.remove_call(key);
+            }
+            TxUse::Relay { server, .. } => {
+                if let Some(req) = self.pending_requests.remove(&server) {
+                    self.reply(now, server, &req, status);
+                }
+            }
+        }
+    }
+
+    /// Ends the call: BYE on each confirmed leg except `except` (which already ended it).
+    fn end_call(&mut self, now: Instant, key: CallKey, except: Option<Side>) {
+        for side in [Side::A, Side::B] {
+            if Some(side) == except {
+                continue;
+            }
+            let t = call_transport(&self.calls, key, side);
+            let via = self.via(t);
+            let Some(call) = self.calls.get_mut(&key) else {
+                return;
+            };
+            let leg = call.leg(side);
+            if let Some(d) = leg.dialog.as_mut()
+                && d.state != mediagate_sip_proto::DialogState::Terminated
+            {
+                let bye = d.create_request(Method::Bye, via);
+                let remote = leg.remote;
+                if let Err(e) = self.ep.send_request(now, remote, bye) {
+                    tracing::debug!(call = %key, %e, "BYE not sent");
+                }
+            }
+        }
+        self.remove_call(key);
+    }
+
+    fn remove_call(&mut self, key: CallKey) {
+        if let Some(call) = self.calls.remove(&key) {
+            for leg in [&call.a, &call.b] {
+                if let Some(d) = &leg.dialog {
+                    self.dialogs
+                        .remove(&(d.id.call_id.clone(), d.id.local_tag.clone()));
+                }
+            }
+            if call.echo
+                && let Some(le) = &self.local_endpoint
+            {
+                le.hangup(key);
+            }
+            self.media.release(key);
+        }
+    }
+}
+
+/// An IP address as a SIP URI/Via host (IPv6 in brackets, RFC 3261 §25.1).
+fn uri_host(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+fn call_transport(calls: &HashMap<CallKey, Call>, key: CallKey, side: Side) -> TransportKind {
+    calls.get(&key).map_or(TransportKind::Udp, |c| match side {
+        Side::A => c.a.remote.transport,
+        Side::B => c.b.remote.transport,
+    })
+}
+
+#[cfg(test)]
+mod tests;

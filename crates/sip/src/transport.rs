@@ -1,0 +1,792 @@
+//! Transports: UDP, TCP and mutual-TLS listeners, outbound connections, and the core task
+//! that owns the [`B2bua`] and the clock.
+//!
+//! ```text
+//!  UDP socket ──recv──▶ ┐
+//!  TCP conn  ──frame──▶ ├─ mpsc (bounded) ─▶ core task: B2bua (sans-IO) + one timer
+//!  TLS conn  ──frame──▶ ┘                         │
+//!        ◀── per-connection writer (mpsc) ◀───────┤ Transmit to a stream Remote
+//!  UDP socket ◀── send_to ◀───────────────────────┘ Transmit to a UDP Remote
+//! ```
+//!
+//! - Responses go back on the connection the request came on: a stream `Remote` is the
+//!   connection's peer address, and the core keeps `Remote → connection`. The Via sent-by is
+//!   never used to open a connection (SIPp behind stunnel writes `Via: .../TCP` over TLS).
+//! - Outbound requests to a peer reuse the open connection to its address, else open one
+//!   (TLS: `mediagate_pki::tls::client_config`, our certificate, the peer's FQDN verified).
+//! - Bounded work: a reader forwards at most [`FRAMES_PER_WAKE`] frames before yielding; the
+//!   core handles at most [`INPUTS_PER_WAKE`] inputs between timer checks and flushes.
+//! - R-SIP-5: TLS handshakes time out, connections are capped globally and per source IP.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mediagate_pki::{IdentityOptions, PeerIdentity};
+use mediagate_sip_proto::framing::{Check, FrameError, FramingConfig, check};
+use mediagate_sip_proto::{Remote, StreamAction, TransportKind};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use crate::b2bua::{B2bua, B2buaConfig, LocalEndpoint};
+use crate::clock;
+use crate::media::MediaAnchor;
+use crate::policy::{PeerAddress, Policy, PolicyHandle};
+
+/// Frames a connection reader forwards before yielding to other tasks.
+pub const FRAMES_PER_WAKE: usize = 16;
+/// Inputs the core handles before checking timers and flushing output.
+pub const INPUTS_PER_WAKE: usize = 64;
+
+/// Listener addresses, TLS configs and limits.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct TransportConfig {
+    /// UDP bind address (default `0.0.0.0:5060`); `None` disables UDP.
+    pub udp: Option<SocketAddr>,
+    /// TCP bind address (default `0.0.0.0:5060`); `None` disables TCP.
+    pub tcp: Option<SocketAddr>,
+    /// TLS bind address (default `0.0.0.0:5061`); needs `tls_server`.
+    pub tls: Option<SocketAddr>,
+    /// Server side of mutual TLS (`mediagate_pki::tls::server_config`).
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
+    /// Client side for outbound TLS (`mediagate_pki::tls::client_config`).
+    pub tls_client: Option<Arc<rustls::ClientConfig>>,
+    /// TLS handshake deadline (default 5 s).
+    pub handshake_timeout: Duration,
+    /// Stream connections at most, inbound + outbound (default 4096).
+    pub max_connections: usize,
+    /// Inbound stream connections per source IP at most (default 256).
+    pub max_connections_per_ip: usize,
+    /// A stream that holds an incomplete message this long is closed (default 30 s): a slow or
+    /// stalled sender cannot keep a connection slot and a buffer forever. Idle connections with
+    /// nothing buffered are kept (they carry in-dialog requests of long calls).
+    pub partial_message_timeout: Duration,
+    /// Name → address entries consulted before DNS when resolving peer FQDNs.
+    pub static_hosts: Vec<(String, IpAddr)>,
+    /// How TLS peers are named from their certificate.
+    pub identity: IdentityOptions,
+}
+
+impl std::fmt::Debug for TransportConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportConfig")
+            .field("udp", &self.udp)
+            .field("tcp", &self.tcp)
+            .field("tls", &self.tls)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            udp: Some(SocketAddr::from(([0, 0, 0, 0], 5060))),
+            tcp: Some(SocketAddr::from(([0, 0, 0, 0], 5060))),
+            tls: Some(SocketAddr::from(([0, 0, 0, 0], 5061))),
+            tls_server: None,
+            tls_client: None,
+            handshake_timeout: Duration::from_secs(5),
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            partial_message_timeout: Duration::from_secs(30),
+            static_hosts: Vec::new(),
+            identity: IdentityOptions::default(),
+        }
+    }
+}
+
+impl TransportConfig {
+    /// All three listeners on `ip` with the given ports (0 = any free port).
+    pub fn on(ip: IpAddr, udp: u16, tcp: u16, tls: u16) -> TransportConfig {
+        TransportConfig {
+            udp: Some(SocketAddr::new(ip, udp)),
+            tcp: Some(SocketAddr::new(ip, tcp)),
+            tls: Some(SocketAddr::new(ip, tls)),
+            ..TransportConfig::default()
+        }
+    }
+    /// Sets the TLS configs.
+    pub fn with_tls(
+        mut self,
+        server: Arc<rustls::ServerConfig>,
+        client: Arc<rustls::ClientConfig>,
+    ) -> Self {
+        self.tls_server = Some(server);
+        self.tls_client = Some(client);
+        self
+    }
+    /// Adds a static host entry.
+    pub fn with_host(mut self, name: &str, ip: IpAddr) -> Self {
+        self.static_hosts.push((name.to_ascii_lowercase(), ip));
+        self
+    }
+    /// Sets the connection caps.
+    pub fn with_connection_limits(mut self, global: usize, per_ip: usize) -> Self {
+        self.max_connections = global;
+        self.max_connections_per_ip = per_ip;
+        self
+    }
+    /// Sets the TLS handshake timeout.
+    pub fn with_handshake_timeout(mut self, t: Duration) -> Self {
+        self.handshake_timeout = t;
+        self
+    }
+    /// Sets the incomplete-message timeout.
+    pub fn with_partial_message_timeout(mut self, t: Duration) -> Self {
+        self.partial_message_timeout = t;
+        self
+    }
+}
+
+/// Resolves the FQDNs of `policy`'s peers (static hosts first, then the system resolver).
+/// Peers that do not resolve stay unresolved: calls to them get 503, and nothing from them is
+/// admitted over TCP/UDP (TLS admission uses the certificate, not the address).
+pub async fn resolve(policy: Policy, static_hosts: &[(String, IpAddr)]) -> Policy {
+    let mut out = policy.clone();
+    for peer in policy.peers() {
+        let PeerAddress::Fqdn(name) = &peer.address else {
+            continue;
+        };
+        let mut addrs: Vec<IpAddr> = static_hosts
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, ip)| *ip)
+            .collect();
+        if addrs.is_empty() {
+            match tokio::net::lookup_host((name.as_str(), peer.port)).await {
+                Ok(it) => addrs = it.map(|a| a.ip()).collect(),
+                Err(e) => {
+                    tracing::warn!(peer = %peer.name, %name, %e, "peer FQDN does not resolve")
+                }
+            }
+        }
+        out = out.with_resolved(&peer.name, addrs);
+    }
+    out
+}
+
+enum CoreMsg {
+    Input {
+        remote: Remote,
+        bytes: Vec<u8>,
+    },
+    FrameError {
+        remote: Remote,
+        buf: Vec<u8>,
+        error: FrameError,
+        reply: oneshot::Sender<StreamAction>,
+    },
+    Opened {
+        remote: Remote,
+        identity: Option<Box<PeerIdentity>>,
+        writer: mpsc::Sender<Vec<u8>>,
+    },
+    Closed {
+        remote: Remote,
+    },
+}
+
+struct Limits {
+    global: Arc<Semaphore>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    max_per_ip: usize,
+}
+
+/// Holds one connection slot; frees it on drop.
+struct Slot {
+    limits: Arc<Limits>,
+    ip: Option<IpAddr>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut m = self.limits.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = m.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+impl Limits {
+    fn acquire(self: &Arc<Self>, ip: Option<IpAddr>) -> Option<Slot> {
+        let permit = self.global.clone().try_acquire_owned().ok()?;
+        if let Some(ip) = ip {
+            let mut m = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let n = m.entry(ip).or_insert(0);
+            if *n >= self.max_per_ip {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(Slot {
+            limits: self.clone(),
+            ip,
+            _permit: permit,
+        })
+    }
+}
+
+struct Shared {
+    core: mpsc::Sender<CoreMsg>,
+    limits: Arc<Limits>,
+    framing: FramingConfig,
+    cfg: TransportConfig,
+}
+
+/// A running signaling server: listeners, connections and the core task.
+#[derive(Debug)]
+pub struct Server {
+    local: Vec<(TransportKind, SocketAddr)>,
+    policy: PolicyHandle,
+    static_hosts: Vec<(String, IpAddr)>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Server {
+    /// Binds the configured listeners, resolves the policy's peers and starts serving.
+    /// `b2bua`'s `local` addresses are filled from the bound sockets. Calls routed to
+    /// `Target::Echo` get 503 (see [`Server::start_with_local_endpoint`]).
+    pub async fn start(
+        cfg: TransportConfig,
+        b2bua_cfg: B2buaConfig,
+        policy: Policy,
+        media: Arc<dyn MediaAnchor>,
+    ) -> io::Result<Server> {
+        Self::start_with_local_endpoint(cfg, b2bua_cfg, policy, media, None).await
+    }
+
+    /// [`Server::start`] with the endpoint that answers `Target::Echo` routes (the gateway's
+    /// echo service).
+    pub async fn start_with_local_endpoint(
+        cfg: TransportConfig,
+        mut b2bua_cfg: B2buaConfig,
+        policy: Policy,
+        media: Arc<dyn MediaAnchor>,
+        local_endpoint: Option<Arc<dyn LocalEndpoint>>,
+    ) -> io::Result<Server> {
+        let (core_tx, core_rx) = mpsc::channel(4096);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut local = Vec::new();
+        let udp = match cfg.udp {
+            Some(a) => {
+                let s = Arc::new(UdpSocket::bind(a).await?);
+                local.push((TransportKind::Udp, s.local_addr()?));
+                Some(s)
+            }
+            None => None,
+        };
+        let tcp = match cfg.tcp {
+            Some(a) => {
+                let l = TcpListener::bind(a).await?;
+                local.push((TransportKind::Tcp, l.local_addr()?));
+                Some(l)
+            }
+            None => None,
+        };
+        let tls = match (cfg.tls, &cfg.tls_server) {
+            (Some(a), Some(_)) => {
+                let l = TcpListener::bind(a).await?;
+                local.push((TransportKind::Tls, l.local_addr()?));
+                Some(l)
+            }
+            _ => None,
+        };
+        for (kind, addr) in &local {
+            let code = match kind {
+                TransportKind::Udp => "GW1110",
+                TransportKind::Tcp => "GW1111",
+                TransportKind::Tls => "GW1112",
+            };
+            tracing::info!(code, transport = ?kind, %addr, "SIP listener started");
+        }
+        let policy = resolve(policy, &cfg.static_hosts).await;
+        log_plans(&policy, &local);
+        let handle = PolicyHandle::new(policy);
+        b2bua_cfg.local = local.clone();
+        let framing = b2bua_cfg.endpoint.framing;
+        let mut b2bua = B2bua::new(b2bua_cfg, handle.clone(), media);
+        if let Some(le) = local_endpoint {
+            b2bua.set_local_endpoint(le);
+        }
+        let limits = Arc::new(Limits {
+            global: Arc::new(Semaphore::new(cfg.max_connections)),
+            per_ip: Mutex::new(HashMap::new()),
+            max_per_ip: cfg.max_connections_per_ip,
+        });
+        let shared = Arc::new(Shared {
+            core: core_tx,
+            limits,
+            framing,
+            cfg: cfg.clone(),
+        });
+        tasks.spawn(core_task(
+            b2bua,
+            core_rx,
+            udp.clone(),
+            shared.clone(),
+            shutdown_rx.clone(),
+        ));
+        if let Some(s) = udp {
+            tasks.spawn(udp_task(s, shared.clone(), shutdown_rx.clone()));
+        }
+        if let Some(l) = tcp {
+            tasks.spawn(accept_task(
+                l,
+                TransportKind::Tcp,
+                shared.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+        if let Some(l) = tls {
+            tasks.spawn(accept_task(
+                l,
+                TransportKind::Tls,
+                shared.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+        Ok(Server {
+            local,
+            policy: handle,
+            static_hosts: cfg.static_hosts,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The bound address of a transport's listener.
+    pub fn local_addr(&self, kind: TransportKind) -> Option<SocketAddr> {
+        self.local.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a)
+    }
+
+    /// The live policy.
+    pub fn policy(&self) -> &PolicyHandle {
+        &self.policy
+    }
+
+    /// Resolves and installs a new policy: new calls use it, calls in progress keep theirs
+    /// (R-MODE-4).
+    pub async fn reload(&self, policy: Policy) {
+        let policy = resolve(policy, &self.static_hosts).await;
+        log_plans(&policy, &self.local);
+        self.policy.store(policy);
+    }
+
+    /// Stops listeners, connections and the core task.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// R-MODE-5: per dial plan, its mode and the listeners its peers may use (`GW1113`).
+fn log_plans(policy: &Policy, local: &[(TransportKind, SocketAddr)]) {
+    for plan in policy.dial_plans() {
+        let listeners: Vec<String> = local
+            .iter()
+            .filter(|(k, _)| plan.security.allows(*k))
+            .map(|(k, a)| format!("{k:?} {a}"))
+            .collect();
+        if listeners.is_empty() {
+            tracing::warn!(code = "GW1114", dial_plan = %plan.name, mode = %plan.security, "dial plan has no listener for its mode");
+        }
+        tracing::info!(
+            code = "GW1113",
+            dial_plan = %plan.name,
+            mode = %plan.security,
+            listeners = %listeners.join(", "),
+            "dial plan active"
+        );
+    }
+}
+
+async fn udp_task(sock: Arc<UdpSocket>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let r = tokio::select! {
+            r = sock.recv_from(&mut buf) => r,
+            _ = stop.changed() => return,
+        };
+        match r {
+            Ok((n, from)) => {
+                let msg = CoreMsg::Input {
+                    remote: Remote {
+                        transport: TransportKind::Udp,
+                        addr: from,
+                    },
+                    bytes: buf[..n].to_vec(),
+                };
+                if shared.core.send(msg).await.is_err() {
+                    return;
+                }
+            }
+            // ICMP port unreachable surfaces as an error on some platforms: keep going.
+            Err(e) => tracing::debug!(%e, "UDP receive error"),
+        }
+    }
+}
+
+async fn accept_task(
+    listener: TcpListener,
+    kind: TransportKind,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let r = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.changed() => return,
+        };
+        let (stream, from) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(%e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Some(slot) = shared.limits.acquire(Some(from.ip())) else {
+            tracing::warn!(code = "GW1204", %from, transport = ?kind, "connection cap reached: refused");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let remote = Remote {
+                transport: kind,
+                addr: from,
+            };
+            if kind == TransportKind::Tls {
+                let Some(server) = shared.cfg.tls_server.clone() else {
+                    return;
+                };
+                let acceptor = tokio_rustls::TlsAcceptor::from(server);
+                match tokio::time::timeout(shared.cfg.handshake_timeout, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(tls)) => {
+                        let identity = PeerIdentity::from_verified_chain(
+                            tls.get_ref().1.peer_certificates(),
+                            shared.cfg.identity,
+                        );
+                        tracing::info!(
+                            %from,
+                            names = ?identity.as_ref().map(|i| i.fqdns.clone()),
+                            "TLS peer connected"
+                        );
+                        run_connection(tls, remote, identity, shared, slot, None).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(code = "GW1202", %from, error = %e, "TLS handshake refused")
+                    }
+                    Err(_) => {
+                        tracing::warn!(code = "GW1205", %from, "TLS handshake timed out")
+                    }
+                }
+            } else {
+                run_connection(stream, remote, None, shared, slot, None).await;
+            }
+        });
+    }
+}
+
+async fn connect_task(
+    remote: Remote,
+    server_name: Option<String>,
+    shared: Arc<Shared>,
+    writer_rx: mpsc::Receiver<Vec<u8>>,
+) {
+    let fail = |shared: &Shared, why: String| {
+        tracing::warn!(code = "GW1206", ?remote, %why, "outbound connection failed");
+        let _ = shared.core.try_send(CoreMsg::Closed { remote });
+    };
+    let Some(slot) = shared.limits.acquire(None) else {
+        return fail(&shared, "connection cap reached".into());
+    };
+    let stream = match tokio::time::timeout(
+        shared.cfg.handshake_timeout,
+        TcpStream::connect(remote.addr),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return fail(&shared, e.to_string()),
+        Err(_) => return fail(&shared, "connect timed out".into()),
+    };
+    let _ = stream.set_nodelay(true);
+    if remote.transport == TransportKind::Tls {
+        let Some(client) = shared.cfg.tls_client.clone() else {
+            return fail(&shared, "no TLS client config".into());
+        };
+        let name = server_name.unwrap_or_else(|| remote.addr.ip().to_string());
+        let Ok(sn) = rustls_pki_types::ServerName::try_from(name.clone()) else {
+            return fail(&shared, format!("invalid server name {name}"));
+        };
+        let connector = tokio_rustls::TlsConnector::from(client);
+        match tokio::time::timeout(shared.cfg.handshake_timeout, connector.connect(sn, stream))
+            .await
+        {
+            Ok(Ok(tls)) => {
+                tracing::info!(?remote, %name, "outbound TLS connected");
+                run_connection(tls, remote, None, shared, slot, Some(writer_rx)).await
+            }
+            Ok(Err(e)) => fail(&shared, format!("TLS to {name}: {e}")),
+            Err(_) => fail(&shared, "TLS handshake timed out".into()),
+        }
+    } else {
+        run_connection(stream, remote, None, shared, slot, Some(writer_rx)).await
+    }
+}
+
+/// Reads frames from a stream and forwards them to the core; a writer task sends what the core
+/// queues for this connection. `writer_rx` is given for outbound connections (the core
+/// created the queue when it first wanted to send).
+async fn run_connection<S>(
+    stream: S,
+    remote: Remote,
+    identity: Option<PeerIdentity>,
+    shared: Arc<Shared>,
+    slot: Slot,
+    writer_rx: Option<mpsc::Receiver<Vec<u8>>>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (writer_tx, mut rx) = match writer_rx {
+        Some(rx) => (None, rx),
+        None => {
+            let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
+            (Some(tx), rx)
+        }
+    };
+    let pong_tx = writer_tx.clone();
+    if let Some(writer) = writer_tx
+        && shared
+            .core
+            .send(CoreMsg::Opened {
+                remote,
+                identity: identity.map(Box::new),
+                writer,
+            })
+            .await
+            .is_err()
+    {
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut partial_deadline: Option<tokio::time::Instant> = None;
+    'read: loop {
+        let read = if buf.is_empty() {
+            partial_deadline = None;
+            rd.read(&mut chunk).await
+        } else {
+            let deadline = *partial_deadline.get_or_insert_with(|| {
+                tokio::time::Instant::from_std(clock::now() + shared.cfg.partial_message_timeout)
+            });
+            match tokio::time::timeout_at(deadline, rd.read(&mut chunk)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(
+                        code = "GW1207",
+                        ?remote,
+                        buffered = buf.len(),
+                        "incomplete message timed out: connection closed"
+                    );
+                    break 'read;
+                }
+            }
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break 'read,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut frames = 0;
+        loop {
+            match check(&buf, &shared.framing) {
+                Check::Incomplete => break,
+                Check::KeepAlive { len, pong } => {
+                    buf.drain(..len);
+                    if pong && let Some(tx) = &pong_tx {
+                        let _ = tx.try_send(b"\r\n".to_vec());
+                    }
+                }
+                Check::Complete(len) => {
+                    // Progress: the incomplete-message clock restarts.
+                    partial_deadline = None;
+                    let bytes = buf[..len].to_vec();
+                    buf.drain(..len);
+                    if shared
+                        .core
+                        .send(CoreMsg::Input { remote, bytes })
+                        .await
+                        .is_err()
+                    {
+                        break 'read;
+                    }
+                    frames += 1;
+                    if frames >= FRAMES_PER_WAKE {
+                        frames = 0;
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Check::Error(error) => {
+                    let (reply, wait) = oneshot::channel();
+                    let sent = shared
+                        .core
+                        .send(CoreMsg::FrameError {
+                            remote,
+                            buf: buf.clone(),
+                            error,
+                            reply,
+                        })
+                        .await;
+                    if sent.is_err() {
+                        break 'read;
+                    }
+                    match wait.await {
+                        Ok(StreamAction::Skip(n)) => {
+                            buf.drain(..n.min(buf.len()));
+                        }
+                        _ => break 'read,
+                    }
+                }
+            }
+        }
+    }
+    let _ = shared.core.send(CoreMsg::Closed { remote }).await;
+    // Let queued responses (e.g. a 413 before close) reach the socket.
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    drop(slot);
+}
+
+async fn core_task(
+    mut b2bua: B2bua,
+    mut rx: mpsc::Receiver<CoreMsg>,
+    udp: Option<Arc<UdpSocket>>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conns: HashMap<Remote, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let far = Duration::from_secs(3600);
+    let sleep = tokio::time::sleep(far);
+    tokio::pin!(sleep);
+    loop {
+        let deadline = b2bua
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::from_std(clock::now() + far));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            msg = rx.recv() => {
+                let Some(msg) = msg else { return };
+                let mut next = Some(msg);
+                let mut handled = 0;
+                while let Some(m) = next.take() {
+                    handle_msg(&mut b2bua, &mut conns, m);
+                    handled += 1;
+                    if handled >= INPUTS_PER_WAKE {
+                        break;
+                    }
+                    next = rx.try_recv().ok();
+                }
+            }
+            () = &mut sleep => b2bua.handle_timeout(clock::now()),
+        }
+        while let Some(t) = b2bua.poll_transmit() {
+            match t.remote.transport {
+                TransportKind::Udp => {
+                    if let Some(s) = &udp
+                        && let Err(e) = s.try_send_to(&t.bytes, t.remote.addr)
+                    {
+                        // Socket buffer full: fall back to an awaited send.
+                        if e.kind() == io::ErrorKind::WouldBlock {
+                            let _ = s.send_to(&t.bytes, t.remote.addr).await;
+                        } else {
+                            tracing::debug!(%e, to = %t.remote.addr, "UDP send failed");
+                        }
+                    }
+                }
+                _ => {
+                    if !conns.contains_key(&t.remote) && !b2bua.may_connect(&t.remote) {
+                        tracing::info!(remote = ?t.remote, "connection gone and not a peer address: message dropped");
+                        continue;
+                    }
+                    let tx = conns.entry(t.remote).or_insert_with(|| {
+                        let (tx, rx) = mpsc::channel(1024);
+                        let name = b2bua.server_name(&t.remote).map(str::to_owned);
+                        tokio::spawn(connect_task(t.remote, name, shared.clone(), rx));
+                        tx
+                    });
+                    match tx.try_send(t.bytes) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            tracing::warn!(remote = ?t.remote, "connection write queue full: message dropped")
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            conns.remove(&t.remote);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn handle_msg(b2bua: &mut B2bua, conns: &mut HashMap<Remote, mpsc::Sender<Vec<u8>>>, msg: CoreMsg) {
+    match msg {
+        CoreMsg::Input { remote, bytes } => b2bua.handle_input(clock::now(), remote, &bytes),
+        CoreMsg::FrameError {
+            remote,
+            buf,
+            error,
+            reply,
+        } => {
+            let a = b2bua.handle_frame_error(clock::now(), remote, &buf, error);
+            let _ = reply.send(a);
+        }
+        CoreMsg::Opened {
+            remote,
+            identity,
+            writer,
+        } => {
+            conns.insert(remote, writer);
+            b2bua.connection_opened(remote, identity.map(|b| *b));
+        }
+        CoreMsg::Closed { remote } => {
+            conns.remove(&remote);
+            b2bua.connection_closed(clock::now(), remote);
+        }
+    }
+}
