@@ -28,7 +28,7 @@ pub mod policy;
 pub mod transport;
 
 pub use b2bua::{B2bua, B2buaConfig, LocalEndpoint};
-pub use media::{CallKey, FakeMedia, MediaAnchor, MediaError, Side};
+pub use media::{CallKey, FakeMedia, MediaAnchor, MediaError, RelayAnchor, Side};
 pub use policy::{
     DialPlan, Peer, PeerAddress, Policy, PolicyError, PolicyHandle, PolicyOptions, Refusal, Route,
     Target, VoipSecurity,

@@ -193,3 +193,89 @@ impl MediaAnchor for FakeMedia {
         });
     }
 }
+
+/// The media relay of `mediagate-media` behind the [`MediaAnchor`] seam: each call becomes a
+/// relay leg pair; `set_leg` turns the SDP facts into a [`mediagate_media::session::LegSpec`].
+pub struct RelayAnchor {
+    relay: std::sync::Arc<mediagate_media::relay::Relay>,
+    pairs: Mutex<std::collections::HashMap<CallKey, mediagate_media::relay::PairId>>,
+}
+
+impl RelayAnchor {
+    /// Anchors calls on `relay`.
+    pub fn new(relay: std::sync::Arc<mediagate_media::relay::Relay>) -> Self {
+        Self {
+            relay,
+            pairs: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The relay pair of a live call (for statistics).
+    pub fn pair(&self, call: CallKey) -> Option<mediagate_media::relay::PairId> {
+        self.pairs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&call)
+            .copied()
+    }
+
+    /// The relay.
+    pub fn relay(&self) -> &std::sync::Arc<mediagate_media::relay::Relay> {
+        &self.relay
+    }
+}
+
+impl fmt::Debug for RelayAnchor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayAnchor").finish_non_exhaustive()
+    }
+}
+
+impl MediaAnchor for RelayAnchor {
+    fn allocate(&self, call: CallKey) -> Result<(SocketAddr, SocketAddr), MediaError> {
+        let ports = self.relay.allocate().map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrNotAvailable => MediaError::NoPorts,
+            _ => MediaError::Other(e.to_string()),
+        })?;
+        self.pairs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(call, ports.id);
+        Ok((ports.a_rtp, ports.b_rtp))
+    }
+
+    fn set_leg(
+        &self,
+        call: CallKey,
+        side: Side,
+        remote_rtp: Option<SocketAddr>,
+        rtcp_mux: bool,
+        keys: Option<(MasterKey, MasterKey)>,
+    ) -> Result<(), MediaError> {
+        use mediagate_media::session::{LegKeys, LegSpec};
+        let id = self.pair(call).ok_or(MediaError::UnknownCall)?;
+        let spec = match keys {
+            Some((rx, tx)) => LegSpec::srtp(remote_rtp, LegKeys { rx, tx }),
+            None => LegSpec::plain(remote_rtp),
+        }
+        .with_rtcp_mux(rtcp_mux);
+        let side = match side {
+            Side::A => mediagate_media::session::Side::A,
+            Side::B => mediagate_media::session::Side::B,
+        };
+        self.relay
+            .set_leg(id, side, spec)
+            .map_err(|e| MediaError::Other(e.to_string()))
+    }
+
+    fn release(&self, call: CallKey) {
+        if let Some(id) = self
+            .pairs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&call)
+        {
+            let _ = self.relay.release(id);
+        }
+    }
+}

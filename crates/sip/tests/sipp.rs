@@ -461,3 +461,104 @@ async fn sipp_tls_certificate_naming_no_peer_gets_403() {
     );
     gw.shutdown().await;
 }
+
+/// R-MEDIA-1 through signaling: the real relay behind the B2BUA. SIPp plays 7 s of G.711
+/// (236 RTP packets) to the gateway's leg-A port from the 200's SDP; the relay forwards it
+/// out of leg B to the SIPp callee, whose `-rtp_echo` sends it back through leg B and out of
+/// leg A. Media flows through the gateway's own ports, both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_call_media_flows_through_the_relay() {
+    use mediagate_media::relay::{Relay, RelayConfig};
+    use mediagate_media::session::DropReason;
+    use mediagate_sip::transport::Server;
+    use mediagate_sip::{B2buaConfig, Policy, PolicyOptions, RelayAnchor};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let t = TransportKind::Udp;
+    let base = free_ports(10);
+    let (uas_port, uac_port, uas_media, uac_media) = (base, base + 1, base + 2, base + 6);
+    let media_range = free_ports(8);
+    let relay = Arc::new(
+        Relay::start(
+            RelayConfig::new(LOCALHOST)
+                .with_ports(media_range, media_range + 7)
+                .with_workers(1),
+        )
+        .unwrap(),
+    );
+    let anchor = Arc::new(RelayAnchor::new(relay.clone()));
+    let policy = Policy::new(
+        vec![plan("plain", VoipSecurity::Unsecured, "uas")],
+        vec![
+            peer("uac", "127.0.0.1", uac_port, t, "plain"),
+            peer("uas", "127.0.0.1", uas_port, t, "plain"),
+        ],
+        &PolicyOptions {
+            tls_ports: vec![5061],
+        },
+    )
+    .unwrap();
+    let gw = Server::start(
+        plain_transport(),
+        B2buaConfig::new(Vec::new()),
+        policy,
+        anchor.clone(),
+    )
+    .await
+    .unwrap();
+    let uas = sipp_uas_with(
+        dir.path(),
+        "uas.xml",
+        t,
+        uas_port,
+        uas_media,
+        &["-rtp_echo"],
+    );
+    wait_listening(uas_port, true, dir.path()).await;
+    let uac = sipp_uac(
+        dir.path(),
+        "uac_media.xml",
+        t,
+        gw.local_addr(t).unwrap(),
+        uac_port,
+        uac_media,
+    );
+    let uac_status = wait(uac).await;
+    let uas_status = wait(uas).await;
+    assert!(
+        uac_status.success() && uas_status.success(),
+        "uac {uac_status} uas {uas_status}\n{}",
+        dump(dir.path())
+    );
+    let c = relay.counters();
+    let relayed = c.packets.load(Ordering::Relaxed);
+    // 236 packets each way; allow a few at the edges of the call.
+    assert!(
+        relayed >= 2 * 220,
+        "relayed {relayed} packets, drops {:?}",
+        DropReason::ALL.map(|r| (r.as_str(), c.dropped(r)))
+    );
+    for r in [
+        DropReason::WrongSource,
+        DropReason::Malformed,
+        DropReason::SrtpAuth,
+    ] {
+        assert_eq!(c.dropped(r), 0, "{r:?}");
+    }
+    // The call was released after BYE: its ports are free again.
+    for _ in 0..100 {
+        if c.pairs.load(Ordering::Relaxed) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        c.pairs.load(Ordering::Relaxed),
+        0,
+        "pair released after BYE"
+    );
+    gw.shutdown().await;
+}

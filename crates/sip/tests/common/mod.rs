@@ -166,8 +166,20 @@ pub fn sipp_transport(t: TransportKind) -> &'static str {
 
 /// SIPp UAS on `port` (media on `media`..+3) answering one call.
 pub fn sipp_uas(dir: &Path, scenario: &str, t: TransportKind, port: u16, media: u16) -> Proc {
+    sipp_uas_with(dir, scenario, t, port, media, &[])
+}
+
+/// [`sipp_uas`] with extra SIPp arguments (e.g. `-rtp_echo`).
+pub fn sipp_uas_with(
+    dir: &Path,
+    scenario: &str,
+    t: TransportKind,
+    port: u16,
+    media: u16,
+    extra: &[&str],
+) -> Proc {
     require("sipp", "sip-tester");
-    let args: Vec<String> = [
+    let mut args: Vec<String> = [
         "-sf",
         &testdata().join(scenario).display().to_string(),
         "-t",
@@ -196,6 +208,7 @@ pub fn sipp_uas(dir: &Path, scenario: &str, t: TransportKind, port: u16, media: 
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
     Proc::spawn("sipp-uas", 40, "sipp", &args, dir)
 }
 
