@@ -319,13 +319,31 @@ fn srtp_leg_latches_only_after_authentication() {
         &rtp(1, 2, b"real"),
     );
     assert_eq!(act, Action::Drop(DropReason::WrongSource));
-    // Follow is not honoured on SRTP legs.
-    let (kb, _) = keys();
+}
+
+#[test]
+fn srtp_legs_stay_strict_even_when_asked_to_follow() {
+    let (ka, mut pa) = keys();
+    let mut pair = LegPair::new(SessionConfig::default());
+    let now = Instant::now();
     pair.set_leg(
-        Instant::now(),
-        Side::B,
-        LegSpec::srtp(Some(addr(B_PEER)), kb).with_latching(Latching::Off),
+        now,
+        Side::A,
+        LegSpec::srtp(Some(addr(A_PEER)), ka).with_latching(Latching::Follow),
     );
+    pair.set_leg(now, Side::B, LegSpec::plain(Some(addr(B_PEER))));
+    let (act, _) = send(&mut pair, &mut pa, Side::A, A_PEER, &rtp(1, 1, b"one"));
+    assert!(matches!(act, Action::Forward { .. }));
+    // A genuine, authenticating packet from a new source is still refused.
+    let (act, _) = send(
+        &mut pair,
+        &mut pa,
+        Side::A,
+        "203.0.113.7:7",
+        &rtp(1, 2, b"two"),
+    );
+    assert_eq!(act, Action::Drop(DropReason::WrongSource));
+    assert_eq!(pair.stats(Side::A).latched, Some(addr(A_PEER)));
 }
 
 #[test]
