@@ -377,7 +377,6 @@ fn reinvite_with_same_key_keeps_state_and_tolerates_roc_reset() {
     let (ka, _) = keys();
     let mut pair = pair_with(Some(ka.clone()), None);
     let mut sender = SrtpContext::new(&ka.rx, SrtpConfig::default());
-    let mut pa = Peer { tx: None, rx: None };
     let push = |pair: &mut LegPair, sender: &mut SrtpContext, seq: u16| {
         let mut buf = vec![0u8; 256];
         let p = rtp(9, seq, b"v");
@@ -419,7 +418,6 @@ fn reinvite_with_same_key_keeps_state_and_tolerates_roc_reset() {
         matches!(push(&mut pair, &mut restarted, 300), Action::Forward { .. }),
         "ROC reset tolerated"
     );
-    let _ = &mut pa;
 
     // A re-INVITE with a new key starts fresh state: the old key no longer works.
     let (k2, _) = keys();
