@@ -325,6 +325,17 @@ impl Endpoint {
         format!("{:012x}", self.next_random() >> 16)
     }
 
+    /// Queues the 400/413 for input we could not accept, when one could be built from what
+    /// was readable; returns whether an answer went out.
+    fn transmit_answer(&mut self, remote: Remote, response: Option<Response>) -> bool {
+        let Some(resp) = response else { return false };
+        self.out.push_back(Output::Transmit(Transmit {
+            remote,
+            bytes: resp.to_bytes(),
+        }));
+        true
+    }
+
     /// Input: one datagram, or one frame cut by [`crate::framing::check`]. CRLF keep-alive
     /// datagrams are consumed silently. Malformed requests are answered 400/505 statelessly.
     pub fn handle_input(&mut self, now: Instant, remote: Remote, bytes: &[u8]) {
@@ -334,14 +345,7 @@ impl Endpoint {
         match parse(bytes) {
             Ok(message) => self.dispatch(now, remote, message),
             Err(error) => {
-                let answer = error.response();
-                let answered = answer.is_some();
-                if let Some(resp) = answer {
-                    self.out.push_back(Output::Transmit(Transmit {
-                        remote,
-                        bytes: resp.to_bytes(),
-                    }));
-                }
+                let answered = self.transmit_answer(remote, error.response());
                 self.out.push_back(Output::Event(Event::Malformed {
                     remote,
                     error,
@@ -390,13 +394,7 @@ impl Endpoint {
             };
             partial.response(status, &format!("{} ({error})", status.reason()))
         });
-        let answered = response.is_some();
-        if let Some(r) = response {
-            self.out.push_back(Output::Transmit(Transmit {
-                remote,
-                bytes: r.to_bytes(),
-            }));
-        }
+        let answered = self.transmit_answer(remote, response);
         self.out.push_back(Output::Event(Event::FramingError {
             remote,
             error,
