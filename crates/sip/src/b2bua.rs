@@ -82,11 +82,17 @@ impl B2buaConfig {
 }
 
 /// A built-in endpoint a route can target (`Target::Echo`), plugged in by the gateway.
+///
+/// The local endpoint is leg B of an ordinary call: the caller's leg A keeps its own security
+/// (SRTP on a Secured dial plan) and is anchored by the relay like any other, and the relay's
+/// leg B talks plain RTP to the endpoint's sockets. So a call to the echo endpoint exercises
+/// the same relay path, SRTP contexts and latching as a call to a peer.
 pub trait LocalEndpoint: Send + Sync + 'static {
-    /// Answers the caller's `offer` for call `call` on a leg that is `secure` (SRTP) or not;
-    /// returns the answer SDP, or the status to refuse with.
-    fn answer(&self, call: CallKey, offer: &Sdp, secure: bool) -> Result<Sdp, StatusCode>;
-    /// The call ended.
+    /// Answers `offer`, the gateway's plain RTP/AVP offer on the internal leg B of call `call`
+    /// (its connection address is the relay's leg-B socket). Returns the answer SDP (where the
+    /// endpoint receives media), or the status to refuse the call with.
+    fn answer(&self, call: CallKey, offer: &Sdp) -> Result<Sdp, StatusCode>;
+    /// The call ended (BYE, CANCEL or shutdown); release what `answer` set up.
     fn hangup(&self, call: CallKey);
 }
 
@@ -124,6 +130,8 @@ struct Call {
     cancel_pending: bool,
     a_answered: bool,
     echo: bool,
+    /// The local endpoint's answer (template for answers to the caller's re-INVITEs).
+    echo_answer: Option<Sdp>,
     /// Delayed offer: our ACK for B's 2xx, held until the caller's ACK brings the answer.
     b_ack_pending: Option<Request>,
 }
@@ -603,7 +611,9 @@ impl B2bua {
                 };
                 (Some(peer), remote, secure)
             }
-            Target::Echo => (None, remote, a_secure),
+            // The local endpoint's leg is internal (relay ↔ endpoint on our own address):
+            // plain RTP; the caller's leg keeps its mode.
+            Target::Echo => (None, remote, false),
         };
 
         let (a_addr, b_addr) = match self.media.allocate(key) {
@@ -658,28 +668,13 @@ impl B2bua {
             cancel_pending: false,
             a_answered: false,
             echo: b_peer.is_none(),
+            echo_answer: None,
             b_ack_pending: None,
         };
         self.inbound.insert(id, key);
 
         let Some(peer) = b_peer else {
-            // Local endpoint (echo).
-            let answer = match (&self.local_endpoint, &offer) {
-                (Some(le), Some(offer)) => le.answer(key, offer, a_secure),
-                (Some(_), None) => Err(StatusCode::NOT_ACCEPTABLE_HERE),
-                (None, _) => Err(StatusCode::SERVICE_UNAVAILABLE),
-            };
-            match answer {
-                Ok(sdp) => {
-                    self.calls.insert(key, call);
-                    self.answer_a(now, key, StatusCode::OK, "OK".into(), Some(sdp), true);
-                }
-                Err(status) => {
-                    self.media.release(key);
-                    self.reply(now, id, &call.a_invite, status);
-                }
-            }
-            return;
+            return self.answer_locally(now, id, call, offer.as_ref());
         };
 
         let b_offer = match offer
@@ -720,6 +715,57 @@ impl B2bua {
                 self.media.release(key);
                 tracing::warn!(call = %key, %e, "outbound INVITE failed");
                 self.reply(now, id, &call.a_invite, StatusCode::SERVER_INTERNAL_ERROR);
+            }
+        }
+    }
+
+    /// A call routed to the local endpoint: our offer on the internal leg B goes to the
+    /// endpoint, its answer sets leg B in the relay and becomes, rewritten, the caller's answer.
+    fn answer_locally(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        mut call: Call,
+        offer: Option<&Sdp>,
+    ) {
+        let key = call.key;
+        let result = match (&self.local_endpoint, offer) {
+            (None, _) => Err((StatusCode::SERVICE_UNAVAILABLE, "no local endpoint")),
+            // Delayed offer: the endpoint only answers offers.
+            (Some(_), None) => Err((StatusCode::NOT_ACCEPTABLE_HERE, "echo needs an SDP offer")),
+            (Some(le), Some(offer)) => match call.b.media.local_offer(offer, true) {
+                Err(_) => Err((StatusCode::SERVER_INTERNAL_ERROR, "cannot build the offer")),
+                Ok(b_offer) => match le.answer(key, &b_offer) {
+                    Err(status) => Err((status, "refused by the local endpoint")),
+                    Ok(answer) => {
+                        call.b.last_sdp = Some(b_offer);
+                        match call.b.media.on_remote_answer(&answer) {
+                            Ok(pb) => {
+                                let a_sdp = call.a.media.local_answer(&answer);
+                                call.echo_answer = Some(answer);
+                                Ok((pb, a_sdp))
+                            }
+                            Err(_) => {
+                                le.hangup(key);
+                                Err((StatusCode::SERVER_INTERNAL_ERROR, "bad local answer"))
+                            }
+                        }
+                    }
+                },
+            },
+        };
+        match result {
+            Ok((pb, a_sdp)) => {
+                tracing::info!(code = "GW1210", call = %key, to_peer = "echo", "call routed");
+                self.set_leg(key, Side::B, &pb);
+                self.calls.insert(key, call);
+                self.answer_a(now, key, StatusCode::OK, "OK".into(), Some(a_sdp), true);
+            }
+            Err((status, why)) => {
+                tracing::info!(call = %key, status = status.code(), why, "local endpoint refused the call");
+                self.inbound.remove(&id);
+                self.media.release(key);
+                self.reply(now, id, &call.a_invite, status);
             }
         }
     }
@@ -1190,6 +1236,9 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&key) else {
             return self.reply(now, id, &req, StatusCode::CALL_DOES_NOT_EXIST);
         };
+        if call.echo && call.state == CallState::Confirmed && is_sdp(&req.headers, &req.body) {
+            return self.reoffer_local(now, id, key, side, req);
+        }
         if call.state != CallState::Confirmed || call.echo {
             // Mid-setup UPDATE, or a local endpoint: answer with what we have.
             let sdp = call.leg(side).last_sdp.clone();
@@ -1275,6 +1324,51 @@ impl B2bua {
         }
         // Keep the original request to build the final response later.
         self.pending_requests.insert(id, req);
+    }
+
+    /// re-INVITE/UPDATE with an offer from the caller of a local-endpoint call: the caller's
+    /// leg is updated (new address, new key, hold) and answered from the endpoint's answer;
+    /// the internal leg stays as it is.
+    fn reoffer_local(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        key: CallKey,
+        side: Side,
+        req: Request,
+    ) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return self.reply(now, id, &req, StatusCode::CALL_DOES_NOT_EXIST);
+        };
+        let offer = match Sdp::parse(&req.body) {
+            Ok(o) => o,
+            Err(e) => {
+                return self.reply_reason(
+                    now,
+                    id,
+                    &req,
+                    StatusCode::BAD_REQUEST,
+                    Some(format!("Bad Request ({e})")),
+                );
+            }
+        };
+        let params = match call.leg(side).media.on_remote_offer(&offer) {
+            Ok(p) => p,
+            Err(e) => {
+                return self.reply_reason(
+                    now,
+                    id,
+                    &req,
+                    StatusCode::NOT_ACCEPTABLE_HERE,
+                    Some(format!("Not Acceptable Here ({e})")),
+                );
+            }
+        };
+        let template = call.echo_answer.clone().unwrap_or_else(|| offer.clone());
+        let answer = call.leg(side).media.local_answer(&template);
+        call.leg(side).last_sdp = Some(answer.clone());
+        self.set_leg(key, side, &params);
+        self.reply_sdp(now, id, &req, Some(answer));
     }
 
     fn reply_sdp(&mut self, now: Instant, id: TransactionId, req: &Request, sdp: Option<Sdp>) {

@@ -12,6 +12,7 @@
 //! - [`b2bua`]: the call model, sans-IO: inbound leg ↔ outbound leg with their own dialogs,
 //!   SDP rewritten per leg (`sip_proto::sdp`), CANCEL/BYE/re-INVITE/UPDATE/PRACK/OPTIONS.
 //! - [`media`]: the [`media::MediaAnchor`] seam to the media relay, and a fake for tests.
+//! - [`echo`]: the built-in `echo` endpoint (a [`b2bua::LocalEndpoint`]) with RTCP RTT.
 //!
 //! ## What this crate does NOT do
 //! - It does not relay media: the relay (in `mediagate-media`) implements [`media::MediaAnchor`].
@@ -23,11 +24,13 @@
 
 pub mod b2bua;
 mod clock;
+pub mod echo;
 pub mod media;
 pub mod policy;
 pub mod transport;
 
 pub use b2bua::{B2bua, B2buaConfig, LocalEndpoint};
+pub use echo::EchoEndpoint;
 pub use media::{CallKey, FakeMedia, MediaAnchor, MediaError, RelayAnchor, Side};
 pub use policy::{
     DialPlan, Peer, PeerAddress, Policy, PolicyError, PolicyHandle, PolicyOptions, Refusal, Route,

@@ -938,32 +938,205 @@ fn secured_reinvite_same_key_keeps_new_key_renews_both_legs() {
     );
 }
 
-struct Echo;
+/// A local endpoint that records the offers it gets and answers from 198.51.100.9:50000.
+#[derive(Default)]
+struct Echo {
+    offers: std::sync::Mutex<Vec<String>>,
+    hangups: std::sync::Mutex<Vec<CallKey>>,
+}
 
 impl LocalEndpoint for Echo {
-    fn answer(&self, _call: CallKey, offer: &Sdp, _secure: bool) -> Result<Sdp, StatusCode> {
-        let mut a = offer.clone();
-        a.media[0].port = 50000;
-        Ok(a)
+    fn answer(&self, _call: CallKey, offer: &Sdp) -> Result<Sdp, StatusCode> {
+        self.offers
+            .lock()
+            .unwrap()
+            .push(String::from_utf8(offer.to_bytes()).unwrap());
+        let text = String::from_utf8(offer.to_bytes())
+            .unwrap()
+            .replace("203.0.113.1", "198.51.100.9")
+            .replace("m=audio 30002", "m=audio 50000");
+        Ok(Sdp::parse(text.as_bytes()).unwrap())
     }
-    fn hangup(&self, _call: CallKey) {}
+    fn hangup(&self, call: CallKey) {
+        self.hangups.lock().unwrap().push(call);
+    }
 }
 
 #[test]
-fn echo_route_is_answered_by_the_local_endpoint_hook() {
+fn echo_route_is_leg_b_of_an_anchored_call() {
     let mut h = H::new(10);
-    h.b2b.set_local_endpoint(Arc::new(Echo));
+    let echo = Arc::new(Echo::default());
+    h.b2b.set_local_endpoint(echo.clone());
     let inv = invite("c1", "i1", &offer_sdp(4000, "")).replace("sip:100@gw", "sip:700@gw");
     let out = h.input(A, &inv);
     let ok = to(A, &out).iter().filter_map(resp).next().cloned().unwrap();
     assert_eq!(ok.status, StatusCode::OK);
+    let body = String::from_utf8(ok.body.clone()).unwrap();
+    // The caller talks to the relay's leg A, never to the endpoint directly.
+    assert!(body.contains("m=audio 30000 RTP/AVP"), "{body}");
+    assert!(body.contains("c=IN IP4 203.0.113.1"), "{body}");
     assert!(
-        String::from_utf8(ok.body.clone())
-            .unwrap()
-            .contains("m=audio 50000")
+        !body.contains("50000") && !body.contains("198.51.100.9"),
+        "{body}"
     );
+    // The endpoint got our offer from the relay's leg B.
+    let offers = echo.offers.lock().unwrap().clone();
+    assert_eq!(offers.len(), 1);
+    assert!(offers[0].contains("m=audio 30002 RTP/AVP"), "{}", offers[0]);
+    assert!(offers[0].contains("c=IN IP4 203.0.113.1"), "{}", offers[0]);
+    // Relay legs: A = the caller, B = the endpoint.
+    let legs = h.media.legs();
+    let a = legs.iter().find(|l| l.side == Side::A).unwrap();
+    let b = legs.iter().find(|l| l.side == Side::B).unwrap();
+    assert_eq!(a.remote_rtp, Some("192.0.2.1:4000".parse().unwrap()));
+    assert_eq!(b.remote_rtp, Some("198.51.100.9:50000".parse().unwrap()));
+    assert!(a.keys.is_none() && b.keys.is_none());
     assert!(to(B, &out).is_empty(), "nothing goes to a peer");
     let out = h.input(A, &a_request(&ok, "BYE", 2, ""));
     assert_eq!(codes(&to(A, &out)), vec![200]);
     assert_eq!(h.b2b.call_count(), 0);
+    assert_eq!(echo.hangups.lock().unwrap().len(), 1);
+    assert_eq!(h.media.released().len(), 1);
+}
+
+#[test]
+fn echo_without_endpoint_is_503_and_delayed_offer_is_488() {
+    let mut h = H::new(10);
+    let inv = invite("c1", "i1", &offer_sdp(4000, "")).replace("sip:100@gw", "sip:700@gw");
+    let out = h.input(A, &inv);
+    assert_eq!(codes(&to(A, &out)), vec![503]);
+    assert!(h.media.live().is_empty(), "ports released");
+    h.b2b.set_local_endpoint(Arc::new(Echo::default()));
+    let sdp = offer_sdp(4000, "");
+    let inv = invite("c2", "i2", &sdp)
+        .replace("sip:100@gw", "sip:700@gw")
+        .replace("Content-Type: application/sdp\r\n", "")
+        .replace(
+            &format!("Content-Length: {}", sdp.len()),
+            "Content-Length: 0",
+        )
+        .replace(&sdp, "");
+    let out = h.input(A, &inv);
+    assert_eq!(codes(&to(A, &out)), vec![488]);
+    assert!(h.media.live().is_empty(), "ports released");
+}
+
+/// A Secured caller routed to the echo endpoint: SRTP on the caller's leg (R-MODE-3), plain
+/// RTP on the internal leg; a re-INVITE with a new key re-keys the caller's leg only.
+#[test]
+fn secured_caller_to_echo_gets_srtp_and_can_rekey() {
+    let pol = Policy::new(
+        vec![plan("sec", VoipSecurity::Secured, &[("", Target::Echo)])],
+        vec![peer("a", "a.example.com", 5061, TransportKind::Tls, "sec")],
+        &PolicyOptions::default(),
+    )
+    .unwrap();
+    let media = Arc::new(FakeMedia::new("203.0.113.1".parse().unwrap(), 30000, 100));
+    let mut b2b = B2bua::new(
+        B2buaConfig::new(vec![(
+            TransportKind::Tls,
+            "203.0.113.1:5061".parse().unwrap(),
+        )]),
+        PolicyHandle::new(pol),
+        media.clone(),
+    );
+    let echo = Arc::new(Echo::default());
+    b2b.set_local_endpoint(echo.clone());
+    let pki = mediagate_pki::testpki::TestPki::generate(
+        std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    );
+    let leaf = pki.issue(&mediagate_pki::testpki::LeafSpec::new(
+        "a.example.com",
+        pki.now(),
+        30,
+    ));
+    let id = mediagate_pki::PeerIdentity::from_verified_chain(
+        Some(&leaf.chain()),
+        mediagate_pki::IdentityOptions::default(),
+    )
+    .unwrap();
+    let ra = Remote {
+        transport: TransportKind::Tls,
+        addr: "192.0.2.1:40000".parse().unwrap(),
+    };
+    b2b.connection_opened(ra, Some(id));
+    let now = crate::clock::now();
+    let mut send = |msg: &str| -> Vec<Message> {
+        b2b.handle_input(now, ra, msg.as_bytes());
+        let mut v = Vec::new();
+        while let Some(t) = b2b.poll_transmit() {
+            v.push(parse(&t.bytes).unwrap());
+        }
+        v
+    };
+    let a_sdp = |key: &str| {
+        offer_sdp(
+            4000,
+            &format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n"),
+        )
+        .replace("RTP/AVP", "RTP/SAVP")
+    };
+    // Without crypto: 488 (R-MODE-3), nothing reaches the endpoint.
+    let out = send(&invite("c0", "i0", &offer_sdp(4000, "")));
+    assert_eq!(codes(&out), vec![488]);
+    assert!(echo.offers.lock().unwrap().is_empty());
+
+    let k1 = "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
+    let k2 = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+    let out = send(&invite("c1", "i1", &a_sdp(k1)));
+    let ok = out
+        .iter()
+        .filter_map(resp)
+        .find(|r| r.status == StatusCode::OK)
+        .cloned()
+        .unwrap();
+    let body = String::from_utf8(ok.body.clone()).unwrap();
+    // Port 30000 went to the refused call (allocated, then released).
+    assert!(body.contains("m=audio 30004 RTP/SAVP"), "{body}");
+    assert_eq!(
+        body.matches("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:")
+            .count(),
+        1,
+        "{body}"
+    );
+    let offer_b = echo.offers.lock().unwrap()[0].clone();
+    assert!(
+        offer_b.contains("RTP/AVP") && !offer_b.contains("crypto"),
+        "{offer_b}"
+    );
+    let legs = media.legs();
+    let a1 = legs.iter().find(|l| l.side == Side::A).unwrap().clone();
+    let (rx1, tx1) = a1.keys.clone().expect("SRTP on the caller's leg");
+    assert!(
+        legs.iter()
+            .find(|l| l.side == Side::B)
+            .unwrap()
+            .keys
+            .is_none()
+    );
+
+    // Same key again (hold/resume): same keys on leg A. New key: new rx key on leg A.
+    let out = send(&a_request(&ok, "INVITE", 3, &a_sdp(k1)));
+    assert_eq!(codes(&out), vec![200]);
+    let out = send(&a_request(&ok, "INVITE", 4, &a_sdp(k2)));
+    assert_eq!(codes(&out), vec![200]);
+    let body = String::from_utf8(out.iter().filter_map(resp).next().unwrap().body.clone()).unwrap();
+    assert!(
+        body.contains("RTP/SAVP") && body.contains("a=crypto:1 "),
+        "{body}"
+    );
+    let a_legs: Vec<_> = media
+        .legs()
+        .into_iter()
+        .filter(|l| l.side == Side::A)
+        .collect();
+    assert_eq!(a_legs.len(), 3);
+    assert_eq!(a_legs[1].keys, Some((rx1.clone(), tx1.clone())));
+    let (rx3, _) = a_legs[2].keys.clone().unwrap();
+    assert_ne!(rx3, rx1, "the caller's new key is used");
+    assert_eq!(
+        echo.offers.lock().unwrap().len(),
+        1,
+        "the internal leg is untouched"
+    );
 }
