@@ -34,6 +34,7 @@ use mediagate_sip_proto::{
 };
 
 use crate::media::{CallKey, MediaAnchor, Side};
+use crate::metrics::SipMetrics;
 use crate::policy::{PeerAddress, Policy, PolicyHandle, Target};
 
 /// Methods we answer, for `Allow` headers.
@@ -167,6 +168,9 @@ pub struct B2bua {
     policy: PolicyHandle,
     media: Arc<dyn MediaAnchor>,
     local_endpoint: Option<Arc<dyn LocalEndpoint>>,
+    metrics: Arc<SipMetrics>,
+    /// Graceful shutdown: new calls get 503, calls in progress go on.
+    draining: bool,
     identities: HashMap<Remote, Arc<PeerIdentity>>,
     server_names: HashMap<Remote, String>,
     calls: HashMap<CallKey, Call>,
@@ -229,6 +233,8 @@ impl B2bua {
             policy,
             media,
             local_endpoint: None,
+            metrics: Arc::new(SipMetrics::default()),
+            draining: false,
             identities: HashMap::new(),
             server_names: HashMap::new(),
             calls: HashMap::new(),
@@ -244,6 +250,45 @@ impl B2bua {
     /// Plugs in the endpoint for `Target::Echo` routes. Without one they get 503.
     pub fn set_local_endpoint(&mut self, ep: Arc<dyn LocalEndpoint>) {
         self.local_endpoint = Some(ep);
+    }
+
+    /// Counts into `metrics` (shared with the transport and the admin HTTP).
+    pub fn set_metrics(&mut self, metrics: Arc<SipMetrics>) {
+        self.metrics = metrics;
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Arc<SipMetrics> {
+        &self.metrics
+    }
+
+    /// Graceful shutdown, step 1: new INVITEs get 503 with Retry-After; calls in progress go
+    /// on, in-dialog requests and OPTIONS are still served.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    /// Graceful shutdown, step 2 (the deadline passed): every call in progress ends. Confirmed
+    /// calls get BYE on both legs; calls still being set up get 503 towards the caller and
+    /// CANCEL (or BYE) towards the callee.
+    pub fn hangup_all(&mut self, now: Instant) {
+        let keys: Vec<CallKey> = self.calls.keys().copied().collect();
+        for key in keys {
+            let Some(call) = self.calls.get(&key) else {
+                continue;
+            };
+            tracing::info!(code = "GW1212", call = %key, "call ended by shutdown");
+            if call.state == CallState::Early && !call.a_answered {
+                self.fail_a(now, key, StatusCode::SERVICE_UNAVAILABLE);
+                if call_has_b_provisional(&self.calls, key) {
+                    self.send_cancel_b(now, key);
+                }
+                self.remove_call(key);
+            } else {
+                self.end_call(now, key, None);
+            }
+        }
+        self.drain(now);
     }
 
     /// Calls in progress.
@@ -493,6 +538,7 @@ impl B2bua {
         let admitted = match policy.admit(remote.transport, remote.addr, identity.as_deref()) {
             Ok(a) => (a.peer.name.clone(), a.plan.name.clone()),
             Err(refusal) => {
+                self.metrics.admission_refusals.inc(refusal.token());
                 tracing::warn!(
                     code = "GW1201",
                     ?remote,
@@ -555,7 +601,19 @@ impl B2bua {
         }
         if self.calls.len() >= self.cfg.max_calls {
             tracing::warn!(code = "GW1203", calls = self.calls.len(), "call limit: 503");
+            SipMetrics::add(&self.metrics.calls_rejected_overload, 1);
             return self.reply(now, id, &req, StatusCode::SERVICE_UNAVAILABLE);
+        }
+        if self.draining {
+            tracing::info!(code = "GW1213", "shutting down: new call refused with 503");
+            SipMetrics::add(&self.metrics.calls_rejected_overload, 1);
+            return self.reply_reason(
+                now,
+                id,
+                &req,
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("Service Unavailable (shutting down)".into()),
+            );
         }
         let Some(plan) = policy.dial_plan(&plan_name).cloned() else {
             return self.reply(now, id, &req, StatusCode::SERVER_INTERNAL_ERROR);
@@ -591,6 +649,7 @@ impl B2bua {
         self.next_call += 1;
         let key = CallKey(self.next_call);
         let a_secure = plan.security.requires_srtp();
+        self.metrics.calls.inc((plan.name.clone(), plan.security));
 
         // Target: a peer, or the local endpoint.
         let (b_peer, b_remote, b_secure) = match &target {
@@ -1517,6 +1576,10 @@ fn uri_host(ip: std::net::IpAddr) -> String {
         std::net::IpAddr::V4(v4) => v4.to_string(),
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
     }
+}
+
+fn call_has_b_provisional(calls: &HashMap<CallKey, Call>, key: CallKey) -> bool {
+    calls.get(&key).is_some_and(|c| c.b_got_provisional)
 }
 
 fn call_transport(calls: &HashMap<CallKey, Call>, key: CallKey, side: Side) -> TransportKind {

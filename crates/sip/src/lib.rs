@@ -26,12 +26,14 @@ pub mod b2bua;
 mod clock;
 pub mod echo;
 pub mod media;
+pub mod metrics;
 pub mod policy;
 pub mod transport;
 
 pub use b2bua::{B2bua, B2buaConfig, LocalEndpoint};
 pub use echo::EchoEndpoint;
 pub use media::{CallKey, FakeMedia, MediaAnchor, MediaError, RelayAnchor, Side};
+pub use metrics::SipMetrics;
 pub use policy::{
     DialPlan, Peer, PeerAddress, Policy, PolicyError, PolicyHandle, PolicyOptions, Refusal, Route,
     Target, VoipSecurity,

@@ -15,7 +15,7 @@ use mediagate_pki::PeerIdentity;
 use mediagate_sip_proto::TransportKind;
 
 /// The VoIP security mode of a dial plan (SPEC §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum VoipSecurity {
     /// Plain SIP over TCP/UDP, plain RTP. The default for a new dial plan.
     #[default]
@@ -455,6 +455,18 @@ pub enum Refusal {
         /// The transport used.
         transport: TransportKind,
     },
+}
+
+impl Refusal {
+    /// A stable lower-case token for logs and metrics labels.
+    pub fn token(&self) -> &'static str {
+        match self {
+            Refusal::NoCertificate => "no_certificate",
+            Refusal::UnknownCertificate { .. } => "unknown_certificate",
+            Refusal::UnknownAddress { .. } => "unknown_address",
+            Refusal::WrongTransport { .. } => "wrong_transport",
+        }
+    }
 }
 
 /// The live policy, swapped atomically on reload (R-MODE-4).

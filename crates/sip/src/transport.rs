@@ -35,6 +35,7 @@ use tokio::task::JoinSet;
 use crate::b2bua::{B2bua, B2buaConfig, LocalEndpoint};
 use crate::clock;
 use crate::media::MediaAnchor;
+use crate::metrics::SipMetrics;
 use crate::policy::{PeerAddress, Policy, PolicyHandle};
 
 /// Frames a connection reader forwards before yielding to other tasks.
@@ -192,8 +193,13 @@ enum CoreMsg {
     Closed {
         remote: Remote,
     },
+    /// Graceful shutdown: refuse new calls (503).
+    Drain,
+    /// Graceful shutdown deadline: end every call.
+    HangupAll,
 }
 
+#[derive(Debug)]
 struct Limits {
     global: Arc<Semaphore>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -243,6 +249,7 @@ impl Limits {
 struct Shared {
     core: mpsc::Sender<CoreMsg>,
     limits: Arc<Limits>,
+    metrics: Arc<SipMetrics>,
     framing: FramingConfig,
     cfg: TransportConfig,
 }
@@ -255,6 +262,10 @@ pub struct Server {
     static_hosts: Vec<(String, IpAddr)>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    core: mpsc::Sender<CoreMsg>,
+    metrics: Arc<SipMetrics>,
+    limits: Arc<Limits>,
+    max_connections: usize,
 }
 
 impl Server {
@@ -321,6 +332,8 @@ impl Server {
         b2bua_cfg.local = local.clone();
         let framing = b2bua_cfg.endpoint.framing;
         let mut b2bua = B2bua::new(b2bua_cfg, handle.clone(), media);
+        let metrics = Arc::new(SipMetrics::default());
+        b2bua.set_metrics(metrics.clone());
         if let Some(le) = local_endpoint {
             b2bua.set_local_endpoint(le);
         }
@@ -330,8 +343,9 @@ impl Server {
             max_per_ip: cfg.max_connections_per_ip,
         });
         let shared = Arc::new(Shared {
-            core: core_tx,
-            limits,
+            core: core_tx.clone(),
+            limits: limits.clone(),
+            metrics: metrics.clone(),
             framing,
             cfg: cfg.clone(),
         });
@@ -367,6 +381,10 @@ impl Server {
             static_hosts: cfg.static_hosts,
             shutdown,
             tasks,
+            core: core_tx,
+            metrics,
+            limits,
+            max_connections: cfg.max_connections,
         })
     }
 
@@ -386,6 +404,37 @@ impl Server {
         let policy = resolve(policy, &self.static_hosts).await;
         log_plans(&policy, &self.local);
         self.policy.store(policy);
+    }
+
+    /// The signaling counters (R-OPS-5).
+    pub fn metrics(&self) -> &Arc<SipMetrics> {
+        &self.metrics
+    }
+
+    /// Stream connections open now (inbound and outbound).
+    pub fn open_connections(&self) -> usize {
+        self.max_connections
+            .saturating_sub(self.limits.global.available_permits())
+    }
+
+    /// Calls in progress.
+    pub fn active_calls(&self) -> u64 {
+        self.metrics
+            .active_calls
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Graceful shutdown, step 1: new INVITEs get 503 with Retry-After; calls in progress,
+    /// in-dialog requests and OPTIONS go on.
+    pub async fn drain(&self) {
+        let _ = self.core.send(CoreMsg::Drain).await;
+    }
+
+    /// Graceful shutdown, step 2: ends every call in progress (BYE on both legs, or 503 and
+    /// CANCEL for calls still ringing). Give the BYEs a moment to leave before
+    /// [`Server::shutdown`].
+    pub async fn hangup_all(&self) {
+        let _ = self.core.send(CoreMsg::HangupAll).await;
     }
 
     /// Stops listeners, connections and the core task.
@@ -463,6 +512,7 @@ async fn accept_task(
             }
         };
         let Some(slot) = shared.limits.acquire(Some(from.ip())) else {
+            SipMetrics::add(&shared.metrics.connections_capped, 1);
             tracing::warn!(code = "GW1204", %from, transport = ?kind, "connection cap reached: refused");
             drop(stream);
             continue;
@@ -483,6 +533,7 @@ async fn accept_task(
                     .await
                 {
                     Ok(Ok(tls)) => {
+                        SipMetrics::add(&shared.metrics.tls_handshakes, 1);
                         let identity = PeerIdentity::from_verified_chain(
                             tls.get_ref().1.peer_certificates(),
                             shared.cfg.identity,
@@ -495,9 +546,12 @@ async fn accept_task(
                         run_connection(tls, remote, identity, shared, slot, None).await;
                     }
                     Ok(Err(e)) => {
-                        tracing::warn!(code = "GW1202", %from, error = %e, "TLS handshake refused")
+                        let reason = tls_refusal_reason(&e);
+                        shared.metrics.tls_refusals.inc(reason);
+                        tracing::warn!(code = "GW1202", %from, reason, error = %e, "TLS handshake refused")
                     }
                     Err(_) => {
+                        shared.metrics.tls_refusals.inc("timeout");
                         tracing::warn!(code = "GW1205", %from, "TLS handshake timed out")
                     }
                 }
@@ -505,6 +559,26 @@ async fn accept_task(
                 run_connection(stream, remote, None, shared, slot, None).await;
             }
         });
+    }
+}
+
+/// The reason token of a refused inbound handshake: the certificate verdict (R-CERT-7) when
+/// there is one, else what went wrong with the handshake itself.
+fn tls_refusal_reason(e: &io::Error) -> &'static str {
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return match e.kind() {
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => "closed",
+            _ => "io",
+        };
+    };
+    if let Some(r) = mediagate_pki::RefusalReason::from_rustls(tls) {
+        return r.as_str();
+    }
+    match tls {
+        rustls::Error::AlertReceived(_) => "alert_received",
+        rustls::Error::PeerIncompatible(_) => "incompatible",
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => "not_tls",
+        _ => "other",
     }
 }
 
@@ -724,7 +798,12 @@ async fn core_task(
             }
             () = &mut sleep => b2bua.handle_timeout(clock::now()),
         }
+        shared.metrics.active_calls.store(
+            b2bua.call_count() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         while let Some(t) = b2bua.poll_transmit() {
+            shared.metrics.on_transmit(&t.bytes);
             match t.remote.transport {
                 TransportKind::Udp => {
                     if let Some(s) = &udp
@@ -766,7 +845,10 @@ async fn core_task(
 
 fn handle_msg(b2bua: &mut B2bua, conns: &mut HashMap<Remote, mpsc::Sender<Vec<u8>>>, msg: CoreMsg) {
     match msg {
-        CoreMsg::Input { remote, bytes } => b2bua.handle_input(clock::now(), remote, &bytes),
+        CoreMsg::Input { remote, bytes } => {
+            b2bua.metrics().on_receive(&bytes);
+            b2bua.handle_input(clock::now(), remote, &bytes)
+        }
         CoreMsg::FrameError {
             remote,
             buf,
@@ -788,5 +870,7 @@ fn handle_msg(b2bua: &mut B2bua, conns: &mut HashMap<Remote, mpsc::Sender<Vec<u8
             conns.remove(&remote);
             b2bua.connection_closed(clock::now(), remote);
         }
+        CoreMsg::Drain => b2bua.set_draining(true),
+        CoreMsg::HangupAll => b2bua.hangup_all(clock::now()),
     }
 }

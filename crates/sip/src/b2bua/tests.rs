@@ -1140,3 +1140,77 @@ fn secured_caller_to_echo_gets_srtp_and_can_rekey() {
         "the internal leg is untouched"
     );
 }
+
+/// Graceful shutdown: draining refuses new INVITEs with 503 + Retry-After but keeps calls
+/// in progress; `hangup_all` then sends BYE on both legs and frees the media.
+#[test]
+fn draining_refuses_new_calls_and_hangup_all_byes_both_legs() {
+    let mut h = H::new(10);
+    let out = h.input(A, &invite("c1", "i1", &offer_sdp(4000, "")));
+    let b_inv = find_req(&to(B, &out), Method::Invite);
+    let b_sdp = offer_sdp(6000, "").replace("192.0.2.1", "192.0.2.2");
+    let out = h.input(B, &answer(&b_inv, StatusCode::OK, Some(&b_sdp)));
+    let ok = to(A, &out)
+        .iter()
+        .filter_map(resp)
+        .find(|r| r.status == StatusCode::OK)
+        .cloned()
+        .unwrap();
+    h.input(A, &a_request(&ok, "ACK", 1, ""));
+    assert_eq!(h.b2b.call_count(), 1);
+
+    h.b2b.set_draining(true);
+    let out = h.input(A, &invite("c2", "i2", &offer_sdp(4100, "")));
+    let refused = to(A, &out).iter().filter_map(resp).next().cloned().unwrap();
+    assert_eq!(refused.status.code(), 503);
+    assert!(
+        refused.reason.contains("shutting down"),
+        "{}",
+        refused.reason
+    );
+    assert!(refused.headers.retry_after().is_some());
+    assert!(to(B, &out).is_empty(), "nothing routed while draining");
+    assert_eq!(h.b2b.call_count(), 1, "the call in progress goes on");
+    // In-dialog requests still work while draining.
+    let out = h.input(A, &a_request(&ok, "OPTIONS", 2, ""));
+    assert_eq!(codes(&to(A, &out)), vec![200]);
+
+    let now = h.now;
+    h.b2b.hangup_all(now);
+    let out = h.drain();
+    assert_eq!(find_req(&to(A, &out), Method::Bye).method, Method::Bye);
+    assert_eq!(find_req(&to(B, &out), Method::Bye).method, Method::Bye);
+    assert_eq!(h.b2b.call_count(), 0);
+    assert!(h.media.live().is_empty());
+    let m = h.b2b.metrics();
+    assert_eq!(
+        m.calls.get(&("plain".to_owned(), VoipSecurity::Unsecured)),
+        1
+    );
+    assert_eq!(
+        m.calls_rejected_overload
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[test]
+fn hangup_all_during_setup_answers_503_and_cancels_the_callee() {
+    let mut h = H::new(10);
+    let out = h.input(A, &invite("c1", "i1", &offer_sdp(4000, "")));
+    let b_inv = find_req(&to(B, &out), Method::Invite);
+    h.input(B, &answer(&b_inv, StatusCode::RINGING, None));
+    let now = h.now;
+    h.b2b.hangup_all(now);
+    let out = h.drain();
+    assert!(
+        codes(&to(A, &out)).contains(&503),
+        "{:?}",
+        codes(&to(A, &out))
+    );
+    assert_eq!(
+        find_req(&to(B, &out), Method::Cancel).method,
+        Method::Cancel
+    );
+    assert_eq!(h.b2b.call_count(), 0);
+}
