@@ -71,6 +71,9 @@ pub struct TransportConfig {
     pub static_hosts: Vec<(String, IpAddr)>,
     /// How TLS peers are named from their certificate.
     pub identity: IdentityOptions,
+    /// The address put in Via and Contact when a listener binds the unspecified address
+    /// (`0.0.0.0`/`::`); `None` uses the bound address as is.
+    pub advertise: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for TransportConfig {
@@ -100,6 +103,7 @@ impl Default for TransportConfig {
             partial_message_timeout: Duration::from_secs(30),
             static_hosts: Vec::new(),
             identity: IdentityOptions::default(),
+            advertise: None,
         }
     }
 }
@@ -138,6 +142,16 @@ impl TransportConfig {
     /// Sets the TLS handshake timeout.
     pub fn with_handshake_timeout(mut self, t: Duration) -> Self {
         self.handshake_timeout = t;
+        self
+    }
+    /// Sets the address advertised in Via/Contact for listeners on the unspecified address.
+    pub fn with_advertise(mut self, ip: IpAddr) -> Self {
+        self.advertise = Some(ip);
+        self
+    }
+    /// Sets how TLS peers are named from their certificate.
+    pub fn with_identity(mut self, identity: IdentityOptions) -> Self {
+        self.identity = identity;
         self
     }
     /// Sets the incomplete-message timeout.
@@ -329,7 +343,13 @@ impl Server {
         let policy = resolve(policy, &cfg.static_hosts).await;
         log_plans(&policy, &local);
         let handle = PolicyHandle::new(policy);
-        b2bua_cfg.local = local.clone();
+        b2bua_cfg.local = local
+            .iter()
+            .map(|(k, a)| match cfg.advertise {
+                Some(ip) if a.ip().is_unspecified() => (*k, SocketAddr::new(ip, a.port())),
+                _ => (*k, *a),
+            })
+            .collect();
         let framing = b2bua_cfg.endpoint.framing;
         let mut b2bua = B2bua::new(b2bua_cfg, handle.clone(), media);
         let metrics = Arc::new(SipMetrics::default());
