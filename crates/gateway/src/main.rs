@@ -13,9 +13,11 @@
 //! | 2 | invalid input: a file that does not parse, a key that does not match, a certificate that is expired, not yet valid or has the wrong purpose, an invalid name |
 //! | 3 | environment: a directory that is missing or unreadable, a file that already exists (nothing is overwritten), a write that failed |
 //! | 4 | the certificate store holds no usable certificate |
+//! | 5 | connectivity test failed: a `test-connectivity` step did not pass (the report says which and why) |
 
 mod cli;
 mod clock;
+mod connectivity;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions, errors with exit codes, dispatch.
 
 mod cert;
+mod connectivity;
 mod trust;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ pub(crate) const DEFAULT_TRUST_DIR: &str = "./data/trust";
 #[command(name = "mediagate", version, about, long_about = None)]
 #[command(
     after_help = "Exit codes: 0 ok, 1 usage, 2 invalid input, 3 environment (missing \
-directory, file exists, write failed), 4 no usable certificate."
+directory, file exists, write failed), 4 no usable certificate, 5 connectivity test failed."
 )]
 pub(crate) struct Cli {
     /// Certificate store: PEM chains and keys.
@@ -39,11 +40,17 @@ pub(crate) enum Command {
     /// Trusted roots used to verify peers.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// Connect to a far end (TLS or TCP), probe it with OPTIONS and optionally a test call with
+    /// media to an echo, and report each step (R-OPS-3).
+    TestConnectivity(connectivity::ConnectivityArgs),
 }
 
 /// A failed command, by whose fault, with its exit code.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CliError {
+    /// A bad or conflicting argument clap cannot see (exit 1).
+    #[error("{0}")]
+    Usage(String),
     /// Bad input file or value (exit 2).
     #[error("{0}")]
     Invalid(String),
@@ -53,14 +60,19 @@ pub(crate) enum CliError {
     /// No usable certificate (exit 4).
     #[error("{0}")]
     NoUsableCertificate(String),
+    /// A connectivity test step failed (exit 5).
+    #[error("connectivity test failed: {0}")]
+    ConnectivityFailed(String),
 }
 
 impl CliError {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
+            Self::Usage(_) => 1,
             Self::Invalid(_) => 2,
             Self::Environment(_) => 3,
             Self::NoUsableCertificate(_) => 4,
+            Self::ConnectivityFailed(_) => 5,
         }
     }
 }
@@ -70,6 +82,7 @@ pub(crate) fn run(cli: Cli, clock: &dyn Clock) -> Result<(), CliError> {
     match cli.command {
         Command::Cert(c) => cert::run(c, &cli.cert_dir, clock),
         Command::Trust(c) => trust::run(c, &cli.trust_dir, clock),
+        Command::TestConnectivity(a) => connectivity::run(a, &cli.cert_dir, &cli.trust_dir, clock),
     }
 }
 
