@@ -19,6 +19,10 @@
 //!   and unique, else its 0-based index (`peer[2].port`).
 //! - **Two layers** (STYLE.md §7): a private serde schema that refuses unknown keys, then the
 //!   typed public sections with documented defaults ([`defaults`]).
+//! - **Edits keep the operator's file** ([`edit`]): the admin commands change the file through
+//!   `toml_edit`, which keeps comments, order and formatting, validate the result with
+//!   [`Config::parse`] before writing, and replace the file atomically. The running gateway then
+//!   reloads it (R-OPS-2). Plain serde would rewrite the whole file and drop every comment.
 //!
 //! What this crate does **not** do: it opens no socket, resolves no name (static `[hosts]` are
 //! handed to the transport, which consults them before DNS), reads no certificate and watches no
@@ -28,6 +32,8 @@ mod keys;
 mod locate;
 mod schema;
 mod validate;
+
+pub mod edit;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -303,7 +309,7 @@ impl PeerConfig {
 ///
 /// Built only by [`Config::load`], [`Config::parse`] and [`Config::embedded_default`], so every
 /// value in it has been checked. The fields are public for reading; to change the
-/// configuration, change the file and load it again: [`Config::policy`] returns
+/// configuration, change the file (see [`edit`]) and load it again: [`Config::policy`] returns
 /// the policy validated at load, whatever is done to the fields afterwards.
 #[derive(Debug, Clone)]
 pub struct Config {
