@@ -1,6 +1,9 @@
 //! Command-line interface: argument definitions, errors with exit codes, dispatch.
 
 mod cert;
+mod config_cmd;
+mod dialplan;
+mod peer;
 mod trust;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +15,8 @@ use mediagate_pki::Clock;
 pub(crate) const DEFAULT_CERT_DIR: &str = "./data/certs";
 /// Default trust store, relative to the working directory.
 pub(crate) const DEFAULT_TRUST_DIR: &str = "./data/trust";
+/// Default configuration file, relative to the working directory.
+pub(crate) const DEFAULT_CONFIG: &str = "./mediagate.toml";
 
 /// mediagate: secure SIP + RTP/SRTP media gateway.
 #[derive(Debug, Parser)]
@@ -27,6 +32,9 @@ pub(crate) struct Cli {
     /// Trust store: trusted root certificates.
     #[arg(long, global = true, default_value = DEFAULT_TRUST_DIR, value_name = "DIR")]
     pub(crate) trust_dir: PathBuf,
+    /// Configuration file (R-OPS-1).
+    #[arg(long, global = true, env = "MEDIAGATE_CONFIG", default_value = DEFAULT_CONFIG, value_name = "FILE")]
+    pub(crate) config: PathBuf,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -39,6 +47,15 @@ pub(crate) enum Command {
     /// Trusted roots used to verify peers.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// The configuration file: write the default, check one, print the default.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Dial plans: list, show, set the VoIP security mode.
+    #[command(subcommand)]
+    Dialplan(dialplan::DialplanCommand),
+    /// Peers (IP gateways, IP PBXs): list, add, remove.
+    #[command(subcommand)]
+    Peer(peer::PeerCommand),
 }
 
 /// A failed command, by whose fault, with its exit code.
@@ -70,6 +87,9 @@ pub(crate) fn run(cli: Cli, clock: &dyn Clock) -> Result<(), CliError> {
     match cli.command {
         Command::Cert(c) => cert::run(c, &cli.cert_dir, clock),
         Command::Trust(c) => trust::run(c, &cli.trust_dir, clock),
+        Command::Config(c) => config_cmd::run(c, &cli.config),
+        Command::Dialplan(c) => dialplan::run(c, &cli.config),
+        Command::Peer(c) => peer::run(c, &cli.config),
     }
 }
 
