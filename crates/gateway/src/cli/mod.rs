@@ -2,6 +2,9 @@
 
 mod cert;
 mod connectivity;
+mod config_cmd;
+mod dialplan;
+mod peer;
 mod trust;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +16,8 @@ use mediagate_pki::Clock;
 pub(crate) const DEFAULT_CERT_DIR: &str = "./data/certs";
 /// Default trust store, relative to the working directory.
 pub(crate) const DEFAULT_TRUST_DIR: &str = "./data/trust";
+/// Default configuration file, relative to the working directory.
+pub(crate) const DEFAULT_CONFIG: &str = "./mediagate.toml";
 
 /// mediagate: secure SIP + RTP/SRTP media gateway.
 #[derive(Debug, Parser)]
@@ -28,6 +33,9 @@ pub(crate) struct Cli {
     /// Trust store: trusted root certificates.
     #[arg(long, global = true, default_value = DEFAULT_TRUST_DIR, value_name = "DIR")]
     pub(crate) trust_dir: PathBuf,
+    /// Configuration file (R-OPS-1).
+    #[arg(long, global = true, env = "MEDIAGATE_CONFIG", default_value = DEFAULT_CONFIG, value_name = "FILE")]
+    pub(crate) config: PathBuf,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -43,6 +51,15 @@ pub(crate) enum Command {
     /// Connect to a far end (TLS or TCP), probe it with OPTIONS and optionally a test call with
     /// media to an echo, and report each step (R-OPS-3).
     TestConnectivity(connectivity::ConnectivityArgs),
+    /// The configuration file: write the default, check one, print the default.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Dial plans: list, show, set the VoIP security mode.
+    #[command(subcommand)]
+    Dialplan(dialplan::DialplanCommand),
+    /// Peers (IP gateways, IP PBXs): list, add, remove.
+    #[command(subcommand)]
+    Peer(peer::PeerCommand),
 }
 
 /// A failed command, by whose fault, with its exit code.
@@ -83,6 +100,9 @@ pub(crate) fn run(cli: Cli, clock: &dyn Clock) -> Result<(), CliError> {
         Command::Cert(c) => cert::run(c, &cli.cert_dir, clock),
         Command::Trust(c) => trust::run(c, &cli.trust_dir, clock),
         Command::TestConnectivity(a) => connectivity::run(a, &cli.cert_dir, &cli.trust_dir, clock),
+        Command::Config(c) => config_cmd::run(c, &cli.config),
+        Command::Dialplan(c) => dialplan::run(c, &cli.config),
+        Command::Peer(c) => peer::run(c, &cli.config),
     }
 }
 
