@@ -1,8 +1,8 @@
 //! The `mediagate` binary.
 //!
-//! Today it carries the certificate and trust admin commands (R-CERT-8); the gateway itself
-//! (`mediagate run`) comes with the gateway issue. See `mediagate --help` and
-//! the README's "Certificates" section.
+//! `mediagate run` (or no command at all) runs the gateway ([`app`]); the other commands
+//! administer it: `cert` and `trust` (R-CERT-8), `config`, `dialplan` and `peer` (R-OPS-1,
+//! R-OPS-4), `test-connectivity` (R-OPS-3). See `mediagate --help` and the README.
 //!
 //! Exit codes (stable, for scripts):
 //!
@@ -15,6 +15,7 @@
 //! | 4 | the certificate store holds no usable certificate |
 //! | 5 | connectivity test failed: a `test-connectivity` step did not pass (the report says which and why) |
 
+mod app;
 mod cli;
 mod clock;
 mod connectivity;
@@ -32,13 +33,20 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    tracing_subscriber::fmt()
+    // The gateway logs its event codes at INFO; admin commands only warnings.
+    let running = matches!(args.command, None | Some(cli::Command::Run(_)));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if running { "info" } else { "warn" })
+    });
+    let json = matches!(&args.command, Some(cli::Command::Run(r)) if r.log_json);
+    let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+        .with_env_filter(filter);
+    if json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
     match cli::run(args, &clock::SystemClock) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,8 +1,8 @@
 //! Command-line interface: argument definitions, errors with exit codes, dispatch.
 
 mod cert;
-mod connectivity;
 mod config_cmd;
+mod connectivity;
 mod dialplan;
 mod peer;
 mod trust;
@@ -36,12 +36,16 @@ pub(crate) struct Cli {
     /// Configuration file (R-OPS-1).
     #[arg(long, global = true, env = "MEDIAGATE_CONFIG", default_value = DEFAULT_CONFIG, value_name = "FILE")]
     pub(crate) config: PathBuf,
+    /// What to do; without a command, `run`.
     #[command(subcommand)]
-    pub(crate) command: Command,
+    pub(crate) command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run the gateway (the default command). Uses --config FILE when given (or
+    /// ./mediagate.toml when it exists), else the embedded demo configuration.
+    Run(RunArgs),
     /// The gateway's own certificate.
     #[command(subcommand)]
     Cert(cert::CertCommand),
@@ -60,6 +64,27 @@ pub(crate) enum Command {
     /// Peers (IP gateways, IP PBXs): list, add, remove.
     #[command(subcommand)]
     Peer(peer::PeerCommand),
+}
+
+/// Options of `mediagate run`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Log as JSON lines (one object per event, with its fields) instead of text.
+    #[arg(long)]
+    pub(crate) log_json: bool,
+}
+
+impl Cli {
+    /// The configuration `run` uses: the --config file (or MEDIAGATE_CONFIG) when it was set
+    /// or the default file exists; `None` means the embedded demo.
+    pub(crate) fn run_config(&self) -> Option<PathBuf> {
+        let is_default = self.config == Path::new(DEFAULT_CONFIG);
+        if is_default && !self.config.exists() {
+            None
+        } else {
+            Some(self.config.clone())
+        }
+    }
 }
 
 /// A failed command, by whose fault, with its exit code.
@@ -96,7 +121,12 @@ impl CliError {
 
 /// Runs a parsed command.
 pub(crate) fn run(cli: Cli, clock: &dyn Clock) -> Result<(), CliError> {
-    match cli.command {
+    let run_config = cli.run_config();
+    let Some(command) = cli.command else {
+        return run_gateway(run_config);
+    };
+    match command {
+        Command::Run(_) => run_gateway(run_config),
         Command::Cert(c) => cert::run(c, &cli.cert_dir, clock),
         Command::Trust(c) => trust::run(c, &cli.trust_dir, clock),
         Command::TestConnectivity(a) => connectivity::run(a, &cli.cert_dir, &cli.trust_dir, clock),
@@ -104,6 +134,10 @@ pub(crate) fn run(cli: Cli, clock: &dyn Clock) -> Result<(), CliError> {
         Command::Dialplan(c) => dialplan::run(c, &cli.config),
         Command::Peer(c) => peer::run(c, &cli.config),
     }
+}
+
+fn run_gateway(file: Option<PathBuf>) -> Result<(), CliError> {
+    crate::app::Gateway::load(file.as_deref())?.run()
 }
 
 /// The directory must exist: say so clearly, naming the flag that sets it.
