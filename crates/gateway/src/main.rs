@@ -40,6 +40,7 @@ fn main() -> ExitCode {
     });
     let json = matches!(&args.command, Some(cli::Command::Run(r)) if r.log_json);
     let fmt = tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_env_filter(filter);
     if json {

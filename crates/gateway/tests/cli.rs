@@ -429,7 +429,8 @@ fn missing_directories_and_usage_errors() {
         );
         assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
     }
-    assert_exit(&env.run(&[]), 1);
+    // No command means `run`; an unknown one is a usage error.
+    assert_exit(&env.run(&["frobnicate"]), 1);
     assert_exit(&env.run(&["cert", "frobnicate"]), 1);
     assert_exit(&env.run(&["cert", "request"]), 1);
     let o = env.run(&["cert", "request", "--fqdn", "bad name!"]);

@@ -57,6 +57,10 @@ impl Lab {
     /// Routes (every plan): 7… → echo, 5… → sipp, `bob` → bob (baresip answers only requests
     /// for its own user).
     fn config(&self, secured_mode: &str) -> String {
+        self.config_with(secured_mode, 20)
+    }
+
+    fn config_with(&self, secured_mode: &str, max_calls: u32) -> String {
         let p = self.ports;
         let (m0, m1) = p.media();
         let routes = r#"routes = [ { prefix = "7", target = "echo" }, { prefix = "5", target = "sipp" }, { prefix = "bob", target = "bob" } ]"#;
@@ -81,7 +85,7 @@ port_max = {m1}
 workers = 1
 
 [limits]
-max_calls = 20
+max_calls = {max_calls}
 shutdown_grace_secs = 3
 
 [admin]
@@ -580,8 +584,9 @@ fn connect_from(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> st
     rt.block_on(async {
         let s = tokio::net::TcpSocket::new_v4().unwrap();
         s.bind(local).unwrap();
-        let st = s.connect(remote).await.unwrap();
-        st.into_std().unwrap()
+        let st = s.connect(remote).await.unwrap().into_std().unwrap();
+        st.set_nonblocking(false).unwrap();
+        st
     })
 }
 
@@ -618,12 +623,21 @@ fn reload_keeps_calls_and_refuses_broken_config() {
     // A valid change while the call is up: the secured plan becomes SIPSecured.
     std::fs::write(&gw.config, lab.config("SIPSecured")).unwrap();
     wait_until(5, "the reload", || gw.log().contains("GW1301"));
+    // SIGHUP reloads too.
+    gw.proc.signal("HUP");
+    wait_until(5, "the SIGHUP reload", || {
+        gw.log()
+            .lines()
+            .any(|l| l.contains("GW1301") && l.contains("trigger=\"SIGHUP\""))
+    });
     let log = alice.finish(20);
     assert_call_established(&log, "alice");
     let (tx, rx) = baresip_packets(&log);
     assert!(
         tx > 300 && rx > 300,
-        "the call kept its media across the reloads: tx {tx} rx {rx}\n{log}"
+        "the call kept its media across the reloads: tx {tx} rx {rx}\n{log}\n{}\n{}",
+        gw.log(),
+        gw.metrics()
     );
     assert!(log.contains("SRTP is Enabled"), "{log}");
     // New calls use the new mode: a SRTP-mandatory offer is still accepted by a SIPSecured
@@ -639,4 +653,270 @@ fn reload_keeps_calls_and_refuses_broken_config() {
         "{m}"
     );
     assert!(metric(&m, "mediagate_config_reloads_total{result=\"applied\"}") >= 1.0);
+}
+
+/// `mediagate test-connectivity` against the running gateway (R-OPS-3): secured (mutual TLS
+/// with alice's certificate, SRTP call to echo), not secured (TCP from the `sipp` peer's
+/// address, plain RTP), and a refused client certificate (exit 5).
+#[test]
+fn test_connectivity_against_the_gateway() {
+    let lab = Lab::new();
+    let _gw = lab.start();
+    let tool = lab.path().join("tool");
+    std::fs::create_dir_all(tool.join("certs")).unwrap();
+    std::fs::create_dir_all(tool.join("trust")).unwrap();
+    lab.pki
+        .leaf("alice.test")
+        .write_to(&tool.join("certs"), "alice");
+    std::fs::write(tool.join("trust/root.pem"), &lab.pki.pki.root_pem).unwrap();
+    let run = |args: &[String]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mediagate"))
+            .args(args)
+            .current_dir(&tool)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let stores = |certs: &str| -> Vec<String> {
+        vec![
+            "--cert-dir".into(),
+            tool.join(certs).display().to_string(),
+            "--trust-dir".into(),
+            tool.join("trust").display().to_string(),
+        ]
+    };
+    let mut secured = stores("certs");
+    secured.extend([
+        "test-connectivity".into(),
+        "--secured".into(),
+        "true".into(),
+        "--target".into(),
+        format!("sip:700@127.0.0.1:{};transport=tls", lab.ports.tls()),
+        "--server-name".into(),
+        "gateway.test".into(),
+        "--call".into(),
+        "--duration".into(),
+        "2".into(),
+    ]);
+    let (code, out) = run(&secured);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("far end verified as gateway.test"), "{out}");
+    assert!(out.contains("RTP/SAVP"), "{out}");
+    assert!(out.contains("verified on"), "SRTP checked: {out}");
+    assert!(out.contains("loss 0.0%"), "{out}");
+
+    let (code, out) = run(&[
+        "test-connectivity".into(),
+        "--secured".into(),
+        "false".into(),
+        "--target".into(),
+        format!("sip:700@127.0.0.1:{};transport=tcp", lab.ports.sip()),
+        "--call".into(),
+        "--duration".into(),
+        "2".into(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("RTP/AVP"), "{out}");
+
+    // A client certificate from a CA the gateway does not trust: refused, exit 5.
+    std::fs::create_dir_all(tool.join("foreign")).unwrap();
+    lab.pki
+        .pki
+        .foreign
+        .write_to(&tool.join("foreign"), "foreign");
+    let mut refused = stores("foreign");
+    refused.extend(secured[4..].iter().cloned());
+    let (code, out) = run(&refused);
+    assert_eq!(code, Some(5), "{out}");
+    assert!(out.contains("FAIL"), "{out}");
+}
+
+/// The embedded demo configuration (R-OPS-1) on free ports: the gateway generates its
+/// self-signed certificate, trusts it (demo only), and `test-connectivity` with the same
+/// configuration passes secured (mutual TLS + SRTP to echo) and not, also by `--peer`.
+#[test]
+fn demo_configuration_calls_its_echo_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::new();
+    let (m0, m1) = ports.media();
+    let toml = mediagate_config::Config::DEFAULT_TOML
+        .replace("5060", &ports.sip().to_string())
+        .replace("5061", &ports.tls().to_string())
+        .replace("9090", &ports.admin().to_string())
+        .replace("port_min = 30000", &format!("port_min = {m0}"))
+        .replace("port_max = 30999", &format!("port_max = {m1}"));
+    assert!(
+        toml.contains(&ports.tls().to_string()),
+        "the demo listens on TLS"
+    );
+    let gw = Gateway::start(dir.path(), ports, &toml);
+    assert!(
+        gw.log().contains("GW2002"),
+        "self-signed generated: {}",
+        gw.log()
+    );
+    assert!(gw.log().contains("GW1005"), "{}", gw.log());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mediagate"))
+            .arg("--config")
+            .arg(&gw.config)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let tls_target = format!("sip:echo@localhost:{};transport=tls", ports.tls());
+    let (code, out) = run(&[
+        "test-connectivity",
+        "--secured",
+        "true",
+        "--target",
+        &tls_target,
+        "--call",
+        "--duration",
+        "2",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("verified on"), "{out}");
+    let tcp_target = format!("sip:echo@127.0.0.1:{};transport=tcp", ports.sip());
+    let (code, out) = run(&[
+        "test-connectivity",
+        "--secured",
+        "false",
+        "--target",
+        &tcp_target,
+        "--call",
+        "--duration",
+        "2",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    // By peer name: `localhost` is the demo's Secured peer.
+    let (code, out) = run(&[
+        "test-connectivity",
+        "--secured",
+        "true",
+        "--peer",
+        "localhost",
+        "--call",
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let m = gw.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "mediagate_calls_total{dial_plan=\"demo-secured\",mode=\"Secured\"}"
+        ),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "mediagate_calls_total{dial_plan=\"demo-unsecured\",mode=\"Unsecured\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "mediagate_certificate_days_to_expiry{") == 0.0 || m.contains("days_to_expiry")
+    );
+}
+
+/// The call limit (R-SIP-5) and graceful shutdown: with max_calls = 1 a second call gets 503;
+/// on SIGTERM new calls get 503 (shutting down), the call in progress gets the grace period
+/// and then a BYE, and the gateway exits 0.
+#[test]
+fn call_limit_and_graceful_shutdown() {
+    let lab = Lab::new();
+    let mut gw = Gateway::start(
+        &lab.path().join("gw"),
+        lab.ports,
+        &lab.config_with("Secured", 1),
+    );
+    let alice = Baresip::start(
+        lab.path(),
+        &BaresipSpec {
+            name: "alice",
+            ip: "127.0.0.2",
+            sip_port: lab.ports.peer_sip(1),
+            rtp_ports: lab.ports.peer_media(1),
+            cert: Some(&lab.pki.leaf("alice.test")),
+            ca_pem: Some(&lab.pki.pki.root_pem),
+            account: ";regint=0;mediaenc=srtp-mand;audio_codecs=pcmu".into(),
+            dial: Some(format!(
+                "sip:700@127.0.0.1:{};transport=tls",
+                lab.ports.tls()
+            )),
+            quit_after: 30,
+        },
+    );
+    wait_until(10, "the call to be up", || {
+        alice.log().contains("Call established")
+    });
+    let probe = |lab: &Lab| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mediagate"))
+            .args([
+                "test-connectivity",
+                "--secured",
+                "false",
+                "--target",
+                &format!("sip:700@127.0.0.1:{};transport=tcp", lab.ports.sip()),
+                "--call",
+                "--duration",
+                "1",
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = probe(&lab);
+    assert_eq!(code, Some(5), "{out}");
+    assert!(out.contains("503"), "over the call limit: {out}");
+    let m = gw.metrics();
+    assert_eq!(
+        metric(&m, "mediagate_calls_rejected_overload_total"),
+        1.0,
+        "{m}"
+    );
+
+    gw.proc.signal("TERM");
+    wait_until(5, "draining", || gw.log().contains("GW1003"));
+    let (code, out) = probe(&lab);
+    assert_eq!(code, Some(5), "{out}");
+    assert!(
+        out.contains("503") && out.contains("shutting down"),
+        "{out}"
+    );
+    // The grace period (3 s) ends the call with a BYE; the gateway exits 0.
+    let code = gw.proc.wait_for(15);
+    assert_eq!(code, Some(0), "{}\n{}", gw.log(), alice.log());
+    let log = gw.log();
+    assert!(log.contains("GW1212"), "BYE at the deadline: {log}");
+    assert!(log.contains("GW1004"), "{log}");
+    wait_until(5, "alice to see the BYE", || {
+        let l = alice.log();
+        l.contains("BYE sip:") || l.contains("Call terminated") || l.contains("closed")
+    });
+    let l = alice.log();
+    assert!(l.contains("BYE"), "{l}");
 }

@@ -599,11 +599,6 @@ impl B2bua {
                 .insert(at, other("Unsupported", required.join(", ")));
             return self.respond(now, id, r);
         }
-        if self.calls.len() >= self.cfg.max_calls {
-            tracing::warn!(code = "GW1203", calls = self.calls.len(), "call limit: 503");
-            SipMetrics::add(&self.metrics.calls_rejected_overload, 1);
-            return self.reply(now, id, &req, StatusCode::SERVICE_UNAVAILABLE);
-        }
         if self.draining {
             tracing::info!(code = "GW1213", "shutting down: new call refused with 503");
             SipMetrics::add(&self.metrics.calls_rejected_overload, 1);
@@ -614,6 +609,11 @@ impl B2bua {
                 StatusCode::SERVICE_UNAVAILABLE,
                 Some("Service Unavailable (shutting down)".into()),
             );
+        }
+        if self.calls.len() >= self.cfg.max_calls {
+            tracing::warn!(code = "GW1203", calls = self.calls.len(), "call limit: 503");
+            SipMetrics::add(&self.metrics.calls_rejected_overload, 1);
+            return self.reply(now, id, &req, StatusCode::SERVICE_UNAVAILABLE);
         }
         let Some(plan) = policy.dial_plan(&plan_name).cloned() else {
             return self.reply(now, id, &req, StatusCode::SERVER_INTERNAL_ERROR);

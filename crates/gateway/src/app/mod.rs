@@ -180,48 +180,38 @@ fn start_pki(cfg: &Config, now: std::time::SystemTime) -> Result<Reloader, CliEr
     }
     let mut identity = Identity::new(cfg.gateway.fqdn.clone());
     identity.addresses = cfg.gateway.addresses.clone();
+    let reloader = Reloader::start(&cert_dir, &trust_dir, Some(&identity), now)
+        .map_err(|e| CliError::Environment(format!("certificates: {e}")))?;
     if cfg.gateway.trust_own_certificate {
-        trust_own_certificate(&cert_dir, &trust_dir, &identity, now)?;
+        trust_own_certificate(&reloader, &trust_dir)?;
     }
-    Reloader::start(&cert_dir, &trust_dir, Some(&identity), now)
-        .map_err(|e| CliError::Environment(format!("certificates: {e}")))
+    Ok(reloader)
 }
 
-fn trust_own_certificate(
-    cert_dir: &Path,
-    trust_dir: &Path,
-    identity: &Identity,
-    now: std::time::SystemTime,
-) -> Result<(), CliError> {
-    let env = |e: String| CliError::Environment(e);
-    let mut scan = mediagate_pki::store::scan(cert_dir, now).map_err(|e| env(e.to_string()))?;
-    if scan.selected().is_none() {
-        mediagate_pki::generate::generate_self_signed(cert_dir, identity, now)
-            .map_err(|e| env(format!("cannot generate a certificate: {e}")))?;
-        scan = mediagate_pki::store::scan(cert_dir, now).map_err(|e| env(e.to_string()))?;
-    }
-    let Some(sel) = scan.selected() else {
-        return Ok(());
-    };
-    let Some(facts) = &sel.facts else {
-        return Ok(());
-    };
+/// Demo only: puts our own self-signed certificate in the trust store (and reloads it) so
+/// that tools on this host presenting it, like `test-connectivity` with the same
+/// configuration, are trusted.
+fn trust_own_certificate(reloader: &Reloader, trust_dir: &Path) -> Result<(), CliError> {
+    let (facts, path) = reloader.selected();
     if !facts.self_signed {
         return Ok(());
     }
     let target = trust_dir.join(format!("own-{}.crt", facts.sha1_thumbprint));
-    if !target.exists() {
-        let pem = std::fs::read(&sel.cert_path)
-            .map_err(|e| env(format!("cannot read {}: {e}", sel.cert_path.display())))?;
-        std::fs::write(&target, pem)
-            .map_err(|e| env(format!("cannot write {}: {e}", target.display())))?;
-        tracing::info!(
-            code = "GW1005",
-            path = %target.display(),
-            thumbprint = %facts.sha1_thumbprint,
-            "GW1005 demo: our own self-signed certificate is trusted (trust_own_certificate)"
-        );
+    if target.exists() {
+        return Ok(());
     }
+    let env = |e: String| CliError::Environment(e);
+    let pem =
+        std::fs::read(&path).map_err(|e| env(format!("cannot read {}: {e}", path.display())))?;
+    std::fs::write(&target, pem)
+        .map_err(|e| env(format!("cannot write {}: {e}", target.display())))?;
+    reloader.reload_trust();
+    tracing::info!(
+        code = "GW1005",
+        path = %target.display(),
+        thumbprint = %facts.sha1_thumbprint,
+        "GW1005 demo: our own self-signed certificate is trusted (trust_own_certificate)"
+    );
     Ok(())
 }
 

@@ -1,7 +1,11 @@
 //! `mediagate test-connectivity …` (R-OPS-3): the arguments, the certificate and trust stores
 //! for a secured test, and the report on stdout. The test itself is `crate::connectivity`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use mediagate_config::Config;
+use mediagate_sip::PeerAddress;
+use mediagate_sip_proto::TransportKind;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +31,22 @@ pub(crate) struct ConnectivityArgs {
     pub(crate) secured: bool,
     /// The far end: sip:USER@HOST[:PORT][;transport=tls|tcp]. The port defaults to 5061
     /// (secured) or 5060.
-    #[arg(long, value_name = "URI")]
-    pub(crate) target: String,
+    #[arg(
+        long,
+        value_name = "URI",
+        required_unless_present = "peer",
+        conflicts_with = "peer"
+    )]
+    pub(crate) target: Option<String>,
+    /// The far end: a peer of the configuration file (--config): its address, port and
+    /// transport (UDP peers are tested over TCP), its FQDN as the TLS server name and the
+    /// configuration's [hosts] entries for resolving it.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) peer: Option<String>,
+    /// The user part of the Request-URI when testing a --peer (the number the test call
+    /// dials).
+    #[arg(long, value_name = "USER", default_value = "echo", requires = "peer")]
+    pub(crate) user: String,
     /// Also place a test call to the target, which must echo media (the gateway's `echo`
     /// endpoint, SIPp -rtp_echo), and measure media round trip and loss.
     #[arg(long)]
@@ -50,14 +68,55 @@ pub(crate) struct ConnectivityArgs {
     pub(crate) json: bool,
 }
 
+/// Where the certificate and trust stores come from: --cert-dir/--trust-dir when given, else
+/// the configuration file's (when one is used), else `./data/certs` and `./data/trust`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stores {
+    /// --cert-dir.
+    pub(crate) cert_dir: Option<PathBuf>,
+    /// --trust-dir.
+    pub(crate) trust_dir: Option<PathBuf>,
+    /// The configuration file in use (`None`: none given and `./mediagate.toml` absent).
+    pub(crate) config: Option<PathBuf>,
+}
+
 /// Runs the test and prints the report; `Err` (exit 5) when a step failed.
 pub(crate) fn run(
     args: ConnectivityArgs,
-    cert_dir: &Path,
-    trust_dir: &Path,
+    stores: Stores,
     clock: &dyn Clock,
 ) -> Result<(), CliError> {
-    let spec = parse_target(&args.target, args.secured, args.server_name.as_deref())
+    let config = match (&stores.config, &args.peer) {
+        (Some(path), _) => Some(Config::load(path).map_err(|e| match e.kind {
+            mediagate_config::ErrorKind::Io => CliError::Environment(e.to_string()),
+            _ => CliError::Invalid(e.to_string()),
+        })?),
+        (None, Some(_)) => {
+            return Err(CliError::Environment(format!(
+                "--peer needs a configuration file: {} does not exist (pass --config FILE)",
+                super::DEFAULT_CONFIG
+            )));
+        }
+        (None, None) => None,
+    };
+    let cert_dir = stores
+        .cert_dir
+        .or_else(|| config.as_ref().map(Config::cert_dir))
+        .unwrap_or_else(|| PathBuf::from(super::DEFAULT_CERT_DIR));
+    let trust_dir = stores
+        .trust_dir
+        .or_else(|| config.as_ref().map(Config::trust_dir))
+        .unwrap_or_else(|| PathBuf::from(super::DEFAULT_TRUST_DIR));
+    let (cert_dir, trust_dir) = (cert_dir.as_path(), trust_dir.as_path());
+    let (target, server_name) = match (&args.target, &args.peer, &config) {
+        (Some(t), _, _) => (t.clone(), args.server_name.clone()),
+        (None, Some(name), Some(cfg)) => {
+            let (t, name_from_config) = peer_target(cfg, name, &args.user, args.secured)?;
+            (t, args.server_name.clone().or(name_from_config))
+        }
+        _ => return Err(CliError::Usage("give --target URI or --peer NAME".into())),
+    };
+    let spec = parse_target(&target, args.secured, server_name.as_deref())
         .map_err(|e| CliError::Usage(e.to_string()))?;
     // Certificate dates are judged at the time the test starts.
     let wall: Arc<dyn Clock> = Arc::new(FixedClock::new(clock.now()));
@@ -75,6 +134,52 @@ pub(crate) fn run(
         seed: seed()?,
     };
     report(&spec, &opts, args.json)
+}
+
+/// The URI (and TLS server name) that test `peer` of `cfg`.
+fn peer_target(
+    cfg: &Config,
+    name: &str,
+    user: &str,
+    secured: bool,
+) -> Result<(String, Option<String>), CliError> {
+    let Some(peer) = cfg.peer(name) else {
+        let known: Vec<&str> = cfg.peers.iter().map(|p| p.name.as_str()).collect();
+        return Err(CliError::Usage(format!(
+            "no peer {name} in {} (peers: {})",
+            cfg.source,
+            known.join(", ")
+        )));
+    };
+    let transport = cfg.peer_transport(peer);
+    let tls = transport == TransportKind::Tls;
+    if tls != secured {
+        return Err(CliError::Usage(format!(
+            "peer {name} uses {} but --secured {secured} asks for {}",
+            if tls { "TLS" } else { "TCP/UDP" },
+            if secured { "TLS" } else { "TCP" }
+        )));
+    }
+    let (host, server_name) = match &peer.address {
+        PeerAddress::Ip(ip) => (uri_host(*ip), None),
+        PeerAddress::Fqdn(fqdn) => match cfg.hosts.get(fqdn) {
+            // A [hosts] entry: connect to its address, verify the FQDN.
+            Some(ip) => (uri_host(*ip), Some(fqdn.clone())),
+            None => (fqdn.clone(), None),
+        },
+    };
+    let t = if tls { "tls" } else { "tcp" };
+    Ok((
+        format!("sip:{user}@{host}:{};transport={t}", peer.port),
+        server_name,
+    ))
+}
+
+fn uri_host(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    }
 }
 
 fn report(spec: &TargetSpec, opts: &Options, json: bool) -> Result<(), CliError> {

@@ -27,12 +27,14 @@ pub(crate) const DEFAULT_CONFIG: &str = "./mediagate.toml";
 directory, file exists, write failed), 4 no usable certificate, 5 connectivity test failed."
 )]
 pub(crate) struct Cli {
-    /// Certificate store: PEM chains and keys.
-    #[arg(long, global = true, default_value = DEFAULT_CERT_DIR, value_name = "DIR")]
-    pub(crate) cert_dir: PathBuf,
-    /// Trust store: trusted root certificates.
-    #[arg(long, global = true, default_value = DEFAULT_TRUST_DIR, value_name = "DIR")]
-    pub(crate) trust_dir: PathBuf,
+    /// Certificate store: PEM chains and keys [default: ./data/certs; for test-connectivity
+    /// the configuration's when a configuration file is used].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) cert_dir: Option<PathBuf>,
+    /// Trust store: trusted root certificates [default: ./data/trust; for test-connectivity
+    /// the configuration's when a configuration file is used].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) trust_dir: Option<PathBuf>,
     /// Configuration file (R-OPS-1).
     #[arg(long, global = true, env = "MEDIAGATE_CONFIG", default_value = DEFAULT_CONFIG, value_name = "FILE")]
     pub(crate) config: PathBuf,
@@ -75,6 +77,19 @@ pub(crate) struct RunArgs {
 }
 
 impl Cli {
+    /// --cert-dir, else the default.
+    pub(crate) fn cert_dir(&self) -> PathBuf {
+        self.cert_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CERT_DIR))
+    }
+    /// --trust-dir, else the default.
+    pub(crate) fn trust_dir(&self) -> PathBuf {
+        self.trust_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_TRUST_DIR))
+    }
+
     /// The configuration `run` uses: the --config file (or MEDIAGATE_CONFIG) when it was set
     /// or the default file exists; `None` means the embedded demo.
     pub(crate) fn run_config(&self) -> Option<PathBuf> {
@@ -122,14 +137,22 @@ impl CliError {
 /// Runs a parsed command.
 pub(crate) fn run(cli: Cli, clock: &dyn Clock) -> Result<(), CliError> {
     let run_config = cli.run_config();
+    let (cert_dir, trust_dir) = (cli.cert_dir(), cli.trust_dir());
     let Some(command) = cli.command else {
         return run_gateway(run_config);
     };
     match command {
         Command::Run(_) => run_gateway(run_config),
-        Command::Cert(c) => cert::run(c, &cli.cert_dir, clock),
-        Command::Trust(c) => trust::run(c, &cli.trust_dir, clock),
-        Command::TestConnectivity(a) => connectivity::run(a, &cli.cert_dir, &cli.trust_dir, clock),
+        Command::Cert(c) => cert::run(c, &cert_dir, clock),
+        Command::Trust(c) => trust::run(c, &trust_dir, clock),
+        Command::TestConnectivity(a) => {
+            let stores = connectivity::Stores {
+                cert_dir: cli.cert_dir,
+                trust_dir: cli.trust_dir,
+                config: run_config,
+            };
+            connectivity::run(a, stores, clock)
+        }
         Command::Config(c) => config_cmd::run(c, &cli.config),
         Command::Dialplan(c) => dialplan::run(c, &cli.config),
         Command::Peer(c) => peer::run(c, &cli.config),

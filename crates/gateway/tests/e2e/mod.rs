@@ -89,11 +89,17 @@ impl Proc {
         self.child.as_ref().map_or(0, Child::id)
     }
 
-    /// Sends a signal to the process (through `timeout`, which forwards TERM/HUP/INT).
+    /// Sends a signal to the program itself, not to its `timeout` wrapper: `timeout` would
+    /// forward it but then, with `-k`, KILL the program two seconds later.
     pub fn signal(&self, sig: &str) {
+        let pid = self.pid();
+        let child = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()
+            .and_then(|c| c.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_else(|| pid.to_string());
         let _ = Command::new("kill")
             .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
+            .arg(child)
             .status();
     }
 
