@@ -620,9 +620,34 @@ fn reload_keeps_calls_and_refuses_broken_config() {
     // A broken file: refused, logged with file/key/problem.
     std::fs::write(&gw.config, "[gateway]\nfqdn = 42\n").unwrap();
     wait_until(5, "the refusal", || gw.log().contains("GW1302"));
-    // A valid change while the call is up: the secured plan becomes SIPSecured.
-    std::fs::write(&gw.config, lab.config("SIPSecured")).unwrap();
-    wait_until(5, "the reload", || gw.log().contains("GW1301"));
+    // A valid change while the call is up, made with the admin command (R-OPS-4) on the
+    // restored file: the secured plan becomes SIPSecured.
+    std::fs::write(&gw.config, lab.config("Secured")).unwrap();
+    wait_until(5, "the restored file to load", || {
+        gw.log().contains("GW1301")
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mediagate"))
+        .arg("--config")
+        .arg(&gw.config)
+        .args([
+            "dialplan",
+            "set",
+            "secured",
+            "--voip-security",
+            "SIPSecured",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        std::fs::read_to_string(&gw.config)
+            .unwrap()
+            .starts_with("# e2e lab"),
+        "comments kept"
+    );
+    wait_until(5, "the edit to be picked up", || {
+        gw.log().matches("GW1301 configuration reloaded").count() >= 2
+    });
     // SIGHUP reloads too.
     gw.proc.signal("HUP");
     wait_until(5, "the SIGHUP reload", || {
