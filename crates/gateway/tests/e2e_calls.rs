@@ -859,9 +859,17 @@ fn demo_configuration_calls_its_echo_endpoint() {
         1.0,
         "{m}"
     );
-    assert!(
-        metric(&m, "mediagate_certificate_days_to_expiry{") == 0.0 || m.contains("days_to_expiry")
-    );
+    // The generated certificate is valid for a year (R-CERT-5 metric).
+    let days: i64 = m
+        .lines()
+        .find(|l| l.starts_with("mediagate_certificate_days_to_expiry{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("days to expiry exported");
+    assert!((360..=366).contains(&days), "{m}");
+    let (code, health) = http_get(ports.admin(), "/health").unwrap();
+    assert_eq!(code, 200, "{health}");
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
 }
 
 /// The call limit (R-SIP-5) and graceful shutdown: with max_calls = 1 a second call gets 503;
@@ -926,6 +934,9 @@ fn call_limit_and_graceful_shutdown() {
 
     gw.proc.signal("TERM");
     wait_until(5, "draining", || gw.log().contains("GW1003"));
+    let (code, health) = http_get(lab.ports.admin(), "/health").unwrap();
+    assert_eq!(code, 503, "load balancers stop sending calls: {health}");
+    assert!(health.contains("draining"), "{health}");
     let (code, out) = probe(&lab);
     assert_eq!(code, Some(5), "{out}");
     assert!(
