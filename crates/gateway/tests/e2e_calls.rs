@@ -648,6 +648,14 @@ fn reload_keeps_calls_and_refuses_broken_config() {
     wait_until(5, "the edit to be picked up", || {
         gw.log().matches("GW1301 configuration reloaded").count() >= 2
     });
+    // R-MODE-5: the reload logs each dial plan with its new mode and listeners.
+    assert!(
+        gw.log().lines().any(|l| l.contains("GW1113")
+            && l.contains("dial_plan=secured")
+            && l.contains("mode=SIPSecured")),
+        "{}",
+        gw.log()
+    );
     // SIGHUP reloads too.
     gw.proc.signal("HUP");
     wait_until(5, "the SIGHUP reload", || {
