@@ -964,3 +964,33 @@ fn call_limit_and_graceful_shutdown() {
     let l = alice.log();
     assert!(l.contains("BYE"), "{l}");
 }
+
+/// `--log-json` (R-OPS-5): every log line is a JSON object whose fields carry the event code.
+#[test]
+fn json_logs_carry_event_codes_as_fields() {
+    let lab = Lab::new();
+    let gw = Gateway::start_with(
+        &lab.path().join("gw"),
+        lab.ports,
+        &lab.config("Secured"),
+        &["--log-json"],
+    );
+    let log = gw.log();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let codes: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["fields"]["code"].as_str())
+        .collect();
+    for code in ["GW2001", "GW1112", "GW1113", "GW1006"] {
+        assert!(codes.contains(&code), "{code} missing: {codes:?}\n{log}");
+    }
+    let plan = events
+        .iter()
+        .find(|e| e["fields"]["code"] == "GW1113" && e["fields"]["dial_plan"] == "secured")
+        .expect("GW1113 for the secured plan");
+    assert_eq!(plan["fields"]["mode"], "Secured");
+}

@@ -278,19 +278,20 @@ impl Gateway {
     /// Writes `toml` to `<dir>/gateway.toml` and starts `mediagate run --config` on it; waits
     /// until `/health` answers.
     pub fn start(dir: &Path, ports: Ports, toml: &str) -> Gateway {
+        Gateway::start_with(dir, ports, toml, &[])
+    }
+
+    /// [`Gateway::start`] with extra `run` options.
+    pub fn start_with(dir: &Path, ports: Ports, toml: &str, extra: &[&str]) -> Gateway {
         let config = dir.join("gateway.toml");
         std::fs::write(&config, toml).unwrap();
-        let proc = Proc::spawn(
-            "gateway",
-            300,
-            env!("CARGO_BIN_EXE_mediagate"),
-            &[
-                "run".into(),
-                "--config".into(),
-                config.display().to_string(),
-            ],
-            dir,
-        );
+        let mut args = vec![
+            "run".to_owned(),
+            "--config".into(),
+            config.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let proc = Proc::spawn("gateway", 300, env!("CARGO_BIN_EXE_mediagate"), &args, dir);
         let gw = Gateway {
             dir: dir.to_owned(),
             config,
