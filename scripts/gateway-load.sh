@@ -28,9 +28,9 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; echo "logs:
 # A block of free ports (TCP and UDP) on 127.0.0.1.
 base=$(python3 - <<'EOF'
 import socket
-for start in range(21000, 60000, 400):
+for start in range(21000, 39000, 50):
     ok = True
-    for p in range(start, start + 400):
+    for p in range(start, start + 50):
         for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
             s = socket.socket(socket.AF_INET, kind)
             try:
@@ -49,7 +49,9 @@ for start in range(21000, 60000, 400):
 EOF
 )
 SIP=$base; ADMIN=$((base + 2)); UAS=$((base + 10)); UAC=$((base + 12))
-UAS_MEDIA=$((base + 20)); UAC_MEDIA=$((base + 30)); MEDIA_MIN=$((base + 40)); MEDIA_MAX=$((base + 399))
+UAS_MEDIA=$((base + 20)); UAC_MEDIA=$((base + 30))
+# Each call takes 4 media ports (two legs, RTP + RTCP); ports other processes hold are skipped.
+MEDIA_MIN=${MEDIA_MIN:-40000}; MEDIA_MAX=${MEDIA_MAX:-47999}
 
 cat > "$WORK/gateway.toml" <<EOF
 [gateway]
@@ -84,8 +86,8 @@ curl -sf "http://127.0.0.1:$ADMIN/health" >/dev/null || { cat "$WORK/gateway.log
 
 CALLS=$((RATE * DURATION))
 echo "== SIPp UAS (-rtp_echo) on $UAS; UAC: $CALLS calls at $RATE/s, 7 s of G.711 each"
-(cd "$WORK" && timeout $((DURATION + 120)) sipp -sf "$OLDPWD/testdata/sipp/uas.xml" -t t1 -i 127.0.0.1 \
-    -p "$UAS" -mi 127.0.0.1 -mp "$UAS_MEDIA" -rtp_echo -nostdin -bg >/dev/null 2>&1 || true)
+(cd "$WORK" && exec timeout $((DURATION + 120)) sipp -sf "$OLDPWD/testdata/sipp/uas.xml" -t t1 \
+    -i 127.0.0.1 -p "$UAS" -mi 127.0.0.1 -mp "$UAS_MEDIA" -rtp_echo -nostdin >/dev/null 2>&1) &
 sleep 0.5
 
 ticks=$(getconf CLK_TCK)
