@@ -16,6 +16,9 @@
 set -euo pipefail
 
 TAG=${1:-mediagate-lab/base:bookworm}
+# The image is labelled with this script's hash: docker/lab rebuilds it when the recipe
+# (e.g. the package list) changes, and reuses it otherwise.
+RECIPE=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
 SUITE=bookworm
 # Everything the lab's images run (docker/*/Dockerfile list the subset each one needs).
 PACKAGES=(
@@ -112,6 +115,7 @@ tar --numeric-owner -C "$ROOTFS" -c . |
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'ENV LANG=C.UTF-8' \
         --change 'CMD ["/bin/bash"]' \
+        --change "LABEL org.mediagate.lab=base org.mediagate.lab.base-recipe=$RECIPE" \
         --message "debootstrap --variant=minbase $SUITE + lab packages (mediagate docker/base)" \
         - "$TAG" >/dev/null
 say "imported in $(($(date +%s) - T)) s; $TAG built in $(($(date +%s) - START)) s"
