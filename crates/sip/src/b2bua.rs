@@ -118,7 +118,11 @@ struct Leg {
 struct Call {
     key: CallKey,
     /// The policy snapshot the call started with (R-MODE-4).
-    _policy: Arc<Policy>,
+    policy: Arc<Policy>,
+    /// The peer that called (admitted on leg A).
+    a_peer: String,
+    /// The peer called on leg B (`None` for the local endpoint).
+    b_peer: Option<String>,
     state: CallState,
     a: Leg,
     b: Leg,
@@ -530,7 +534,7 @@ impl B2bua {
     fn on_request(&mut self, now: Instant, id: TransactionId, remote: Remote, req: Request) {
         let in_dialog = req.headers.to().and_then(NameAddr::tag).is_some();
         if in_dialog {
-            return self.on_in_dialog(now, id, req);
+            return self.on_in_dialog(now, id, remote, req);
         }
         // Out of dialog: every request is admitted against the policy first (R-PEER-2).
         let policy = self.policy.load();
@@ -704,7 +708,9 @@ impl B2bua {
         let a_tag = self.ep.new_tag();
         let mut call = Call {
             key,
-            _policy: policy.clone(),
+            policy: policy.clone(),
+            a_peer: peer_name.clone(),
+            b_peer: b_peer.as_ref().map(|p| p.name.clone()),
             state: CallState::Early,
             a: Leg {
                 remote,
@@ -925,6 +931,18 @@ impl B2bua {
         };
         r.headers.0.insert(at, contact);
         r.headers.0.insert(at + 1, other("Allow", ALLOW));
+        // RFC 3261 §12.1.1: a response that creates a dialog copies the Record-Route values
+        // of the request, in order, so in-dialog requests follow the proxies (e.g. the PBX).
+        let rr: Vec<Header> = call
+            .a_invite
+            .headers
+            .record_routes()
+            .cloned()
+            .map(Header::RecordRoute)
+            .collect();
+        for (i, h) in rr.into_iter().enumerate() {
+            r.headers.0.insert(at + i, h);
+        }
         if let Some(sdp) = sdp {
             r.headers
                 .0
@@ -1254,7 +1272,7 @@ impl B2bua {
         }
     }
 
-    fn on_in_dialog(&mut self, now: Instant, id: TransactionId, req: Request) {
+    fn on_in_dialog(&mut self, now: Instant, id: TransactionId, remote: Remote, req: Request) {
         let Some((key, side)) = self.find_dialog(&req) else {
             return match req.method {
                 Method::Ack => {}
@@ -1262,6 +1280,28 @@ impl B2bua {
                 _ => self.reply(now, id, &req, StatusCode::CALL_DOES_NOT_EXIST),
             };
         };
+        if let Err(why) = self.in_dialog_source_ok(key, side, remote) {
+            self.metrics.admission_refusals.inc("wrong_dialog_peer");
+            tracing::warn!(
+                code = "GW1201",
+                ?remote,
+                call = %key,
+                ?side,
+                presented = %why,
+                method = %req.method,
+                "in-dialog request refused"
+            );
+            if req.method == Method::Ack {
+                return;
+            }
+            return self.reply_reason(
+                now,
+                id,
+                &req,
+                StatusCode::FORBIDDEN,
+                Some(format!("Forbidden ({why})")),
+            );
+        }
         if let Some(call) = self.calls.get_mut(&key)
             && let Some(d) = call.leg(side).dialog.as_mut()
             && let Err(e) = d.on_request(&req)
@@ -1280,6 +1320,38 @@ impl B2bua {
             Method::Ack | Method::Cancel => {}
             Method::Extension(_) => self.reply(now, id, &req, StatusCode::NOT_IMPLEMENTED),
             _ => self.reply(now, id, &req, StatusCode::METHOD_NOT_ALLOWED),
+        }
+    }
+
+    /// An in-dialog request must come from the peer of its leg (R-PEER-2 holds inside dialogs
+    /// too: knowing a Call-ID and tags must not let anyone end or re-INVITE a call). Accepted:
+    /// the leg's own connection/address, or a source that the call's policy admits as that
+    /// same peer (a PBX that opened a new connection, a UDP peer sending from another port).
+    fn in_dialog_source_ok(&self, key: CallKey, side: Side, remote: Remote) -> Result<(), String> {
+        let Some(call) = self.calls.get(&key) else {
+            return Ok(());
+        };
+        let (leg_remote, peer) = match side {
+            Side::A => (call.a.remote, Some(&call.a_peer)),
+            Side::B => (call.b.remote, call.b_peer.as_ref()),
+        };
+        if remote == leg_remote {
+            return Ok(());
+        }
+        let Some(peer) = peer else {
+            return Err("not the local endpoint's leg".into());
+        };
+        let identity = self.identities.get(&remote).cloned();
+        match call
+            .policy
+            .admit(remote.transport, remote.addr, identity.as_deref())
+        {
+            Ok(a) if &a.peer.name == peer => Ok(()),
+            Ok(a) => Err(format!(
+                "dialog belongs to peer {peer}, request from peer {}",
+                a.peer.name
+            )),
+            Err(refusal) => Err(format!("dialog belongs to peer {peer}: {refusal}")),
         }
     }
 

@@ -1214,3 +1214,67 @@ fn hangup_all_during_setup_answers_503_and_cancels_the_callee() {
     );
     assert_eq!(h.b2b.call_count(), 0);
 }
+
+/// RFC 3261 §12.1.1: the 2xx that creates the caller's dialog copies the INVITE's
+/// Record-Route values in order, so the caller's in-dialog requests go through its proxy.
+#[test]
+fn answer_to_the_caller_copies_record_route() {
+    let mut h = H::new(10);
+    let inv = invite("c1", "i1", &offer_sdp(4000, "")).replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nRecord-Route: <sip:p1.example.com;lr>\r\nRecord-Route: <sip:p2.example.com;lr>\r\n",
+    );
+    let out = h.input(A, &inv);
+    let b_inv = find_req(&to(B, &out), Method::Invite);
+    assert_eq!(
+        b_inv.headers.record_routes().count(),
+        0,
+        "the proxies of leg A are not leg B's"
+    );
+    let out = h.input(
+        B,
+        &answer(&b_inv, StatusCode::OK, Some(&offer_sdp(6000, ""))),
+    );
+    let ok = to(A, &out)
+        .iter()
+        .filter_map(resp)
+        .find(|r| r.status == StatusCode::OK)
+        .cloned()
+        .unwrap();
+    let rr: Vec<String> = ok
+        .headers
+        .record_routes()
+        .map(|r| r.uri.to_string())
+        .collect();
+    assert_eq!(rr, vec!["sip:p1.example.com;lr", "sip:p2.example.com;lr"]);
+}
+
+/// R-PEER-2 inside dialogs: a request that names a live dialog but comes from someone who is
+/// not that leg's peer is refused with 403 and changes nothing; the peer itself, also from
+/// another port, is served.
+#[test]
+fn in_dialog_requests_only_from_the_legs_peer() {
+    let mut h = H::new(10);
+    let (_b_inv, ok) = established(&mut h);
+    // A stranger (not a peer) and the callee's peer B both try to end the caller's dialog.
+    for from in ["192.0.2.99:5060", B] {
+        let out = h.input(from, &a_request(&ok, "BYE", 2, ""));
+        let r = to(from, &out)
+            .iter()
+            .filter_map(resp)
+            .next()
+            .cloned()
+            .unwrap();
+        assert_eq!(r.status.code(), 403, "{from}: {}", r.reason);
+        assert!(to(A, &out).is_empty() && to(B, &out).iter().all(|m| resp(m).is_some()));
+        assert_eq!(h.b2b.call_count(), 1, "the call goes on");
+    }
+    assert_eq!(
+        h.b2b.metrics().admission_refusals.get(&"wrong_dialog_peer"),
+        2
+    );
+    // Peer A on a new connection (another source port): admitted as the same peer.
+    let out = h.input("192.0.2.1:6000", &a_request(&ok, "BYE", 2, ""));
+    assert_eq!(codes(&to("192.0.2.1:6000", &out)), vec![200]);
+    assert_eq!(h.b2b.call_count(), 0);
+}
