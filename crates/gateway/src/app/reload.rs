@@ -135,7 +135,8 @@ pub(crate) async fn reload(r: &Running, why: &str) {
     );
 }
 
-/// The keys whose change a reload cannot apply.
+/// The keys whose change a reload cannot apply (`tls.tls_peer_ports` only validates the
+/// policy, so it applies).
 fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut v = Vec::new();
     if old.listen != new.listen {
@@ -153,8 +154,37 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.gateway != new.gateway {
         v.push("gateway");
     }
-    if old.tls != new.tls {
-        v.push("tls");
+    if old.tls.identity_from_cn != new.tls.identity_from_cn {
+        v.push("tls.identity_from_cn");
+    }
+    if old.hosts != new.hosts {
+        // Peers' FQDNs are re-resolved with the static entries the server started with.
+        v.push("hosts");
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_only_keys_are_named_and_policy_changes_are_not() {
+        let old = Config::embedded_default();
+        assert!(needs_restart(&old, &old.clone()).is_empty());
+        let mut new = old.clone();
+        new.limits.max_calls += 1;
+        new.hosts
+            .insert("pbx.example.com".into(), "192.0.2.7".parse().unwrap());
+        new.tls.identity_from_cn = !new.tls.identity_from_cn;
+        assert_eq!(
+            needs_restart(&old, &new),
+            vec!["limits", "tls.identity_from_cn", "hosts"]
+        );
+        // A dial plan's mode and the TLS peer ports are policy: applied by the reload.
+        let mut policy_only = old.clone();
+        policy_only.dial_plans[0].voip_security = mediagate_sip::VoipSecurity::Secured;
+        policy_only.tls.tls_peer_ports.push(5071);
+        assert!(needs_restart(&old, &policy_only).is_empty());
+    }
 }
