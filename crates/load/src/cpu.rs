@@ -46,14 +46,25 @@ fn task_ns(task: &std::path::Path) -> u64 {
 mod tests {
     use super::*;
 
+    /// Burns CPU until the reading moves. Without schedstat the fallback counts 10 ms clock
+    /// ticks, so a fixed short loop (as this test once had) may end inside one tick: keep
+    /// working, in rounds, up to a generous bound.
     #[test]
     fn reads_own_cpu_time() {
         let t0 = current_thread_ns();
         let mut x = 0u64;
-        for i in 0..20_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
+        let mut advanced = false;
+        for _round in 0..500 {
+            for i in 0..2_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            if current_thread_ns() > t0 {
+                advanced = true;
+                break;
+            }
         }
         std::hint::black_box(x);
-        assert!(current_thread_ns() > t0, "CPU time advances");
+        assert!(advanced, "CPU time advances");
+        assert!(thread_cpu_ns("no-such-thread-prefix") == 0);
     }
 }
