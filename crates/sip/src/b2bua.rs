@@ -1388,29 +1388,9 @@ impl B2bua {
         if busy {
             return self.reply(now, id, &req, StatusCode::REQUEST_PENDING);
         }
-        let offer = match Sdp::parse(&req.body) {
-            Ok(o) => o,
-            Err(e) => {
-                return self.reply_reason(
-                    now,
-                    id,
-                    &req,
-                    StatusCode::BAD_REQUEST,
-                    Some(format!("Bad Request ({e})")),
-                );
-            }
-        };
-        let params = match call.leg(side).media.on_remote_offer(&offer) {
-            Ok(p) => p,
-            Err(e) => {
-                return self.reply_reason(
-                    now,
-                    id,
-                    &req,
-                    StatusCode::NOT_ACCEPTABLE_HERE,
-                    Some(format!("Not Acceptable Here ({e})")),
-                );
-            }
+        let (offer, params) = match remote_offer(call, side, &req) {
+            Ok(x) => x,
+            Err((status, reason)) => return self.reply_reason(now, id, &req, status, Some(reason)),
         };
         let renew = params.iter().any(|p| p.key_changed);
         let o = side.other();
@@ -1471,29 +1451,9 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&key) else {
             return self.reply(now, id, &req, StatusCode::CALL_DOES_NOT_EXIST);
         };
-        let offer = match Sdp::parse(&req.body) {
-            Ok(o) => o,
-            Err(e) => {
-                return self.reply_reason(
-                    now,
-                    id,
-                    &req,
-                    StatusCode::BAD_REQUEST,
-                    Some(format!("Bad Request ({e})")),
-                );
-            }
-        };
-        let params = match call.leg(side).media.on_remote_offer(&offer) {
-            Ok(p) => p,
-            Err(e) => {
-                return self.reply_reason(
-                    now,
-                    id,
-                    &req,
-                    StatusCode::NOT_ACCEPTABLE_HERE,
-                    Some(format!("Not Acceptable Here ({e})")),
-                );
-            }
+        let (offer, params) = match remote_offer(call, side, &req) {
+            Ok(x) => x,
+            Err((status, reason)) => return self.reply_reason(now, id, &req, status, Some(reason)),
         };
         let template = call.echo_answer.clone().unwrap_or_else(|| offer.clone());
         let answer = call.leg(side).media.local_answer(&template);
@@ -1648,6 +1608,25 @@ fn uri_host(ip: std::net::IpAddr) -> String {
         std::net::IpAddr::V4(v4) => v4.to_string(),
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
     }
+}
+
+/// An in-dialog offer from `side`: parsed and negotiated on that leg; on failure the status
+/// and reason phrase to answer with (400 for SDP that does not parse, 488 for an unacceptable
+/// offer).
+fn remote_offer(
+    call: &mut Call,
+    side: Side,
+    req: &Request,
+) -> Result<(Sdp, Vec<StreamParams>), (StatusCode, String)> {
+    let offer = Sdp::parse(&req.body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("Bad Request ({e})")))?;
+    let params = call.leg(side).media.on_remote_offer(&offer).map_err(|e| {
+        (
+            StatusCode::NOT_ACCEPTABLE_HERE,
+            format!("Not Acceptable Here ({e})"),
+        )
+    })?;
+    Ok((offer, params))
 }
 
 fn call_has_b_provisional(calls: &HashMap<CallKey, Call>, key: CallKey) -> bool {
