@@ -6,105 +6,23 @@
 #![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read as _;
-use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
 
 use mediagate_pki::CertFacts;
 use mediagate_pki::testpki::TestPki;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mediagate");
+mod e2e;
+
+use e2e::{Proc, free_ports, require};
+
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/sipp")
-}
-
-/// Fails with the Debian package to install when a tool is missing (never skips).
-fn require(bin: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {bin}"))
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{bin}` not found: install the Debian package `{package}` (apt-get install -y {package})"
-    );
-}
-
-/// `n` consecutive ports free for both TCP and UDP on 127.0.0.1.
-fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = UdpSocket::bind((LOCALHOST, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base.checked_add(n).is_none_or(|end| end > 65000) {
-            continue;
-        }
-        let ok = (base..base + n).all(|p| {
-            TcpListener::bind((LOCALHOST, p)).is_ok() && UdpSocket::bind((LOCALHOST, p)).is_ok()
-        });
-        if ok {
-            return base;
-        }
-    }
-    panic!("no block of {n} free ports");
-}
-
-/// A child process under `timeout`, stopped by PID (TERM, then KILL) on drop.
-struct Proc {
-    child: Option<Child>,
-}
-
-impl Proc {
-    fn spawn(name: &str, secs: u32, program: &str, args: &[String], cwd: &Path) -> Proc {
-        let log = std::fs::File::create(cwd.join(format!("{name}.out"))).unwrap();
-        let child = Command::new("timeout")
-            .arg("-k")
-            .arg("2")
-            .arg(secs.to_string())
-            .arg(program)
-            .args(args)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-        Proc { child: Some(child) }
-    }
-
-    /// Waits for the process (bounded by its `timeout`).
-    fn wait(mut self) -> ExitStatus {
-        self.child.take().unwrap().wait().unwrap()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if let Ok(None) = c.try_wait() {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(c.id().to_string())
-                    .status();
-                for _ in 0..20 {
-                    if let Ok(Some(_)) = c.try_wait() {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                let _ = c.kill();
-            }
-            let _ = c.wait();
-        }
-    }
 }
 
 /// True when something listens on 127.0.0.1:`port` (TCP), from `/proc/net/tcp`.

@@ -160,8 +160,22 @@ dial_plan = "plain"
         Gateway::start(&self.path().join("gw"), self.ports, &self.config("Secured"))
     }
 
-    /// A baresip caller with a certificate for `name`.test, dialling `number` over TLS.
+    /// A baresip caller with a certificate for `name`.test, dialling `number` over TLS; it
+    /// hangs up and quits after 7 s.
     fn tls_caller(&self, name: &str, ip: &str, slot: u16, number: &str, secure: bool) -> Baresip {
+        self.tls_caller_for(name, ip, slot, number, secure, 7)
+    }
+
+    /// [`Lab::tls_caller`] that quits after `secs`.
+    fn tls_caller_for(
+        &self,
+        name: &str,
+        ip: &str,
+        slot: u16,
+        number: &str,
+        secure: bool,
+        secs: u32,
+    ) -> Baresip {
         let leaf = self.pki.leaf(&format!("{name}.test"));
         let enc = if secure { ";mediaenc=srtp-mand" } else { "" };
         Baresip::start(
@@ -178,7 +192,7 @@ dial_plan = "plain"
                     "sip:{number}@127.0.0.1:{};transport=tls",
                     self.ports.tls()
                 )),
-                quit_after: 7,
+                quit_after: secs,
             },
         )
     }
@@ -597,23 +611,7 @@ fn connect_from(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> st
 fn reload_keeps_calls_and_refuses_broken_config() {
     let lab = Lab::new();
     let gw = lab.start();
-    let mut alice = Baresip::start(
-        lab.path(),
-        &BaresipSpec {
-            name: "alice",
-            ip: "127.0.0.2",
-            sip_port: lab.ports.peer_sip(1),
-            rtp_ports: lab.ports.peer_media(1),
-            cert: Some(&lab.pki.leaf("alice.test")),
-            ca_pem: Some(&lab.pki.pki.root_pem),
-            account: ";regint=0;mediaenc=srtp-mand;audio_codecs=pcmu".into(),
-            dial: Some(format!(
-                "sip:700@127.0.0.1:{};transport=tls",
-                lab.ports.tls()
-            )),
-            quit_after: 9,
-        },
-    );
+    let mut alice = lab.tls_caller_for("alice", "127.0.0.2", 1, "700", true, 9);
     wait_until(10, "the call to be up", || {
         alice.log().contains("Call established")
     });
@@ -891,23 +889,7 @@ fn call_limit_and_graceful_shutdown() {
         lab.ports,
         &lab.config_with("Secured", 1),
     );
-    let alice = Baresip::start(
-        lab.path(),
-        &BaresipSpec {
-            name: "alice",
-            ip: "127.0.0.2",
-            sip_port: lab.ports.peer_sip(1),
-            rtp_ports: lab.ports.peer_media(1),
-            cert: Some(&lab.pki.leaf("alice.test")),
-            ca_pem: Some(&lab.pki.pki.root_pem),
-            account: ";regint=0;mediaenc=srtp-mand;audio_codecs=pcmu".into(),
-            dial: Some(format!(
-                "sip:700@127.0.0.1:{};transport=tls",
-                lab.ports.tls()
-            )),
-            quit_after: 30,
-        },
-    );
+    let alice = lab.tls_caller_for("alice", "127.0.0.2", 1, "700", true, 30);
     wait_until(10, "the call to be up", || {
         alice.log().contains("Call established")
     });

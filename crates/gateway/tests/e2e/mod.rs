@@ -85,6 +85,11 @@ impl Proc {
         }
     }
 
+    /// Waits for the process (bounded by its `timeout`).
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.child.take().unwrap().wait().unwrap()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
