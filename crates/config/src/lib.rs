@@ -67,6 +67,10 @@ pub mod defaults {
     pub const WORKERS: usize = 0;
     /// `media.idle_timeout_secs`: a leg without a packet for a minute is reported idle.
     pub const IDLE_TIMEOUT_SECS: u64 = 60;
+    /// `media.wakeup_coalesce_us`: 500 µs, the relay's default (invisible to 20 ms audio).
+    pub const WAKEUP_COALESCE_US: u64 = 500;
+    /// Largest accepted `media.wakeup_coalesce_us`: 10 ms, half a 20 ms packet time.
+    pub const WAKEUP_COALESCE_US_MAX: u64 = 10_000;
     /// `limits.max_calls`: calls in progress above which a new INVITE gets 503 (R-SIP-5).
     pub const MAX_CALLS: usize = 1000;
     /// `limits.retry_after_secs`: Retry-After of that 503.
@@ -204,12 +208,22 @@ pub struct MediaSection {
     /// `idle_timeout_secs`: a leg idle this long is reported. Default
     /// [`defaults::IDLE_TIMEOUT_SECS`].
     pub idle_timeout_secs: u64,
+    /// `wakeup_coalesce_us`: after a wake-up that relayed only a few packets, a relay worker
+    /// pauses this long so the next one handles a batch (like NIC interrupt moderation): less
+    /// CPU per packet for at most this much added delay; 0 = off. At most
+    /// [`defaults::WAKEUP_COALESCE_US_MAX`]. Default [`defaults::WAKEUP_COALESCE_US`].
+    pub wakeup_coalesce_us: u64,
 }
 
 impl MediaSection {
     /// `idle_timeout_secs` as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// `wakeup_coalesce_us` as a duration.
+    pub fn wakeup_coalesce(&self) -> Duration {
+        Duration::from_micros(self.wakeup_coalesce_us)
     }
 }
 

@@ -64,6 +64,7 @@ pub(crate) struct RawMedia {
     pub(crate) port_max: Option<u16>,
     pub(crate) workers: Option<usize>,
     pub(crate) idle_timeout_secs: Option<u64>,
+    pub(crate) wakeup_coalesce_us: Option<u64>,
 }
 
 /// `[limits]`

@@ -111,6 +111,7 @@ fn a_minimal_file_takes_every_default() {
     assert_eq!((c.media.port_min, c.media.port_max), (30000, 39999));
     assert_eq!(c.media.workers, 0);
     assert_eq!(c.media.idle_timeout(), Duration::from_secs(60));
+    assert_eq!(c.media.wakeup_coalesce(), Duration::from_micros(500));
     assert_eq!(
         c.limits,
         LimitsSection {

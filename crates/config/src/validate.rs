@@ -341,12 +341,25 @@ fn media(raw: &RawConfig, listen: &ListenSection) -> Result<MediaSection, Proble
     if idle_timeout_secs == 0 {
         return bad("media.idle_timeout_secs", "must be at least 1 second");
     }
+    let wakeup_coalesce_us = m.wakeup_coalesce_us.unwrap_or(defaults::WAKEUP_COALESCE_US);
+    if wakeup_coalesce_us > defaults::WAKEUP_COALESCE_US_MAX {
+        return bad(
+            "media.wakeup_coalesce_us",
+            format!(
+                "{wakeup_coalesce_us} µs is more than {} µs: the pause delays packets by up to \
+                 that much (0 = off, default {})",
+                defaults::WAKEUP_COALESCE_US_MAX,
+                defaults::WAKEUP_COALESCE_US
+            ),
+        );
+    }
     Ok(MediaSection {
         address,
         port_min,
         port_max,
         workers,
         idle_timeout_secs,
+        wakeup_coalesce_us,
     })
 }
 

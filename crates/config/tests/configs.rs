@@ -43,6 +43,7 @@ fn every_example_loads() {
 #[test]
 fn the_enterprise_example_has_every_mode_and_static_hosts() {
     let c = Config::load(&dir("enterprise.toml")).unwrap();
+    assert_eq!(c.media.wakeup_coalesce_us, 1000);
     let policy = c.policy();
     let mode_of = |peer: &str| {
         policy

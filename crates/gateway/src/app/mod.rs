@@ -223,7 +223,7 @@ fn start_relay(cfg: &Config) -> Result<Relay, CliError> {
     }
     let mut session = SessionConfig::default();
     session.idle_timeout = Duration::from_secs(m.idle_timeout_secs);
-    rc = rc.with_session(session);
+    rc = rc.with_session(session).with_coalesce(m.wakeup_coalesce());
     Relay::start(rc)
         .map_err(|e| CliError::Environment(format!("cannot start the media relay: {e}")))
 }
