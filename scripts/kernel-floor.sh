@@ -10,7 +10,8 @@
 #   2. kernel_floor in a new, empty network namespace, over its loopback (no netfilter rules);
 #   3. kernel_floor across a veth pair into a second namespace, incl. AF_XDP copy-mode TX;
 #   4. mediagate-load, STREAMS one-way plain -> AES_CM_128_HMAC_SHA1_80 streams through the relay,
-#      in the current namespace and in the empty one.
+#      in the current namespace and in the empty one (default 500 µs wake-up coalescing), and in
+#      the empty one with 2000 µs.
 # Needs root (network namespaces, AF_XDP) and iproute2. Only namespaces it creates are touched;
 # they are removed on exit.
 set -euo pipefail
@@ -67,9 +68,12 @@ kill -INT "$DRAIN" 2>/dev/null || true
 wait "$DRAIN" 2>/dev/null || true
 
 echo "== 4. relay: $STREAMS one-way none -> AES_CM_128_HMAC_SHA1_80 streams, ${SECONDS_} s"
-for where in current empty; do
+for cell in current:500 empty:500 empty:2000; do
+    where=${cell%%:*}
+    coalesce=${cell##*:}
     if [ "$where" = current ]; then pre=(); else pre=(ip netns exec "$NS_A"); fi
-    echo "-- $where namespace"
+    echo "-- $where namespace, wake-up coalescing $coalesce µs"
     run "${pre[@]}" "$LOAD" --streams "$STREAMS" --duration "$SECONDS_" --a none \
-        --b AES_CM_128_HMAC_SHA1_80 --progress 0 | grep -E "^(streams|sent|relay|load generator)" || true
+        --b AES_CM_128_HMAC_SHA1_80 --progress 0 --coalesce-us "$coalesce" |
+        grep -E "^(sent|jitter|relay|load generator)" || true
 done

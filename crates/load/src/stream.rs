@@ -7,17 +7,22 @@
 //! from them, so corruption anywhere is detected.
 
 use std::collections::HashMap;
-use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::cpu;
+use crate::rxts::{self, RealtimeBase};
 use mediagate_media::relay::PairPorts;
 use mediagate_media::session::LegKeys;
 use mediagate_media::srtp::{SrtpConfig, SrtpContext};
-use quinn_udp::{BATCH_SIZE, RecvMeta, UdpSocketState};
 
-use crate::cpu;
+/// The verifier's pause after a wake-up that took fewer than
+/// [`PAUSE_BELOW`] packets, so it takes them in batches and the relay is
+/// not charged for waking it per packet (see [`crate::rxts`]).
+const PAUSE: Duration = Duration::from_micros(500);
+const PAUSE_BELOW: usize = 32;
 
 /// What the generator and verifier need to know about one call.
 pub(crate) struct StreamPlan {
@@ -237,6 +242,8 @@ pub(crate) struct Receiver {
     streams: HashMap<u32, RxStream>,
     size: usize,
     start: Instant,
+    /// Maps the kernel's receive timestamps onto `start`.
+    realtime_base: RealtimeBase,
     corrupt: u64,
     latencies: LatencyHistogram,
     cpu_ns: u64,
@@ -311,7 +318,12 @@ pub(crate) struct Verified {
 }
 
 impl Receiver {
-    pub(crate) fn new(plans: &[StreamPlan], size: usize, start: Instant) -> Self {
+    pub(crate) fn new(
+        plans: &[StreamPlan],
+        size: usize,
+        start: Instant,
+        realtime_base: RealtimeBase,
+    ) -> Self {
         let mut streams = HashMap::new();
         for p in plans {
             // A→B arrives at peer B, encrypted (if leg B is SRTP) with leg B's tx key.
@@ -339,75 +351,67 @@ impl Receiver {
             streams,
             size,
             start,
+            realtime_base,
             corrupt: 0,
             latencies: LatencyHistogram::new(),
             cpu_ns: 0,
         }
     }
 
-    /// Receives until `stop` is set and the sockets are quiet.
+    /// Receives until `stop` is set and the sockets are quiet. Arrival
+    /// times are the kernel's timestamps where it gives them.
     pub(crate) fn run(&mut self, socks: Vec<UdpSocket>, stop: &AtomicBool) {
-        let mut poll = match mio::Poll::new() {
-            Ok(p) => p,
-            Err(_) => return,
+        let Ok(mut poll) = mio::Poll::new() else {
+            return;
         };
-        let mut mio_socks = Vec::new();
-        for (i, s) in socks.into_iter().enumerate() {
-            let state = match UdpSocketState::new((&s).into()) {
-                Ok(st) => st,
-                Err(_) => return,
-            };
-            let mut m = mio::net::UdpSocket::from_std(s);
-            if poll
-                .registry()
-                .register(&mut m, mio::Token(i), mio::Interest::READABLE)
-                .is_err()
+        for (i, s) in socks.iter().enumerate() {
+            // Without timestamps the verifier reads the clock itself.
+            let _ = rxts::enable(s);
+            if s.set_nonblocking(true).is_err()
+                || poll
+                    .registry()
+                    .register(
+                        &mut mio::unix::SourceFd(&s.as_raw_fd()),
+                        mio::Token(i),
+                        mio::Interest::READABLE,
+                    )
+                    .is_err()
             {
                 return;
             }
-            mio_socks.push((m, state));
         }
         let mut events = mio::Events::with_capacity(256);
-        let mut bufs = vec![[0u8; 2048]; BATCH_SIZE];
-        let mut metas = vec![RecvMeta::default(); BATCH_SIZE];
+        let mut batch = rxts::Batch::new();
         loop {
             let _ = poll.poll(&mut events, Some(Duration::from_millis(50)));
             if events.is_empty() && stop.load(Ordering::Relaxed) {
                 break;
             }
+            let mut handled = 0;
             for ev in events.iter() {
-                let (sock, state) = &mio_socks[ev.token().0];
-                loop {
-                    let n = {
-                        let mut it = bufs.iter_mut();
-                        let mut iovs: [IoSliceMut<'_>; BATCH_SIZE] =
-                            std::array::from_fn(|_| match it.next() {
-                                Some(b) => IoSliceMut::new(&mut b[..]),
-                                None => IoSliceMut::new(&mut []),
-                            });
-                        match state.recv(sock.into(), &mut iovs, &mut metas) {
-                            Ok(n) => n,
-                            Err(_) => break,
-                        }
-                    };
-                    #[allow(clippy::disallowed_methods)]
-                    let arrival = self.start.elapsed().as_nanos() as i64;
-                    for i in 0..n {
-                        let m = metas[i];
-                        let stride = m.stride.max(1);
-                        let mut off = 0;
-                        while off < m.len {
-                            let l = stride.min(m.len - off);
-                            let mut pkt = [0u8; 2048];
-                            pkt[..l].copy_from_slice(&bufs[i][off..off + l]);
-                            self.verify(&mut pkt, l, arrival);
-                            off += stride;
-                        }
+                let Some(sock) = socks.get(ev.token().0) else {
+                    continue;
+                };
+                // Edge-triggered: drain until empty.
+                while let Ok(n) = batch.recv(sock) {
+                    if n == 0 {
+                        break;
                     }
-                    if n < BATCH_SIZE {
+                    handled += n;
+                    #[allow(clippy::disallowed_methods)]
+                    let now = self.start.elapsed().as_nanos() as i64;
+                    for i in 0..n {
+                        let got = batch.got[i];
+                        let arrival = got.stamp.map_or(now, |s| self.realtime_base.since_start(s));
+                        self.verify(&mut batch.bufs[i], got.len.min(rxts::BUF), arrival);
+                    }
+                    if n < rxts::BATCH {
                         break;
                     }
                 }
+            }
+            if handled > 0 && handled < PAUSE_BELOW {
+                std::thread::sleep(PAUSE);
             }
         }
         self.cpu_ns = cpu::current_thread_ns();
