@@ -123,6 +123,11 @@ struct Report {
     streams: usize,
     directions: u32,
     seconds: f64,
+    /// The schedule: streams × directions × packets/s per stream.
+    offered_pps: f64,
+    /// When the generator's last packet left; above `seconds` when it fell
+    /// behind its schedule (the CPU was taken), so the relay saw less.
+    send_seconds: f64,
     sent: u64,
     received: u64,
     lost: u64,
@@ -160,15 +165,37 @@ impl Report {
         }
     }
 
+    /// Whether the generator sent noticeably less than its schedule (it
+    /// had no CPU left): then the relay was not offered the rate asked for.
+    fn fell_behind(&self) -> bool {
+        self.sent_pps() < self.offered_pps * 0.98
+    }
+
+    /// Packets per second the generator actually sent.
+    fn sent_pps(&self) -> f64 {
+        self.sent as f64 / self.send_seconds.max(self.seconds)
+    }
+
     fn print(&self) {
         println!("--- mediagate-load report ---");
         println!(
-            "streams {} x {} direction(s), {:.1} s; offered {:.0} packets/s",
+            "streams {} x {} direction(s), {:.1} s; offered {:.0} packets/s, sent {:.0} packets/s",
             self.streams,
             self.directions,
             self.seconds,
-            self.sent as f64 / self.seconds
+            self.offered_pps,
+            self.sent_pps()
         );
+        if self.fell_behind() {
+            println!(
+                "WARNING: the generator fell behind its schedule (no CPU left for it): it sent \
+                 {} packets in {:.1} s, not {:.0} in {:.1} s; the relay was offered less than asked",
+                self.sent,
+                self.send_seconds,
+                self.offered_pps * self.seconds,
+                self.seconds
+            );
+        }
         println!(
             "sent {}  received {}  lost {} ({:.4} %)  corrupt {}  duplicates {}",
             self.sent,
@@ -223,6 +250,10 @@ impl Report {
             "streams": self.streams,
             "directions": self.directions,
             "seconds": self.seconds,
+            "offered_pps": self.offered_pps,
+            "send_seconds": self.send_seconds,
+            "sent_pps": self.sent_pps(),
+            "fell_behind": self.fell_behind(),
             "sent": self.sent,
             "received": self.received,
             "lost": self.lost,
@@ -419,7 +450,7 @@ fn run(args: &Args) -> Result<Report, String> {
             last = (now, relayed, cpu_ns);
         }
     }
-    let (sent, tx_cpu_ns) = tx_thread.join().map_err(|_| "sender thread panicked")?;
+    let (sent, tx_cpu_ns, send_seconds) = tx_thread.join().map_err(|_| "sender thread panicked")?;
     // Drain: give in-flight packets time to arrive.
     std::thread::sleep(Duration::from_millis(500));
     let relay_cpu_ns = relay_cpu() - relay_cpu0;
@@ -434,6 +465,8 @@ fn run(args: &Args) -> Result<Report, String> {
         streams: args.streams,
         directions,
         seconds: args.duration,
+        offered_pps: args.streams as f64 * f64::from(directions) * f64::from(args.rate),
+        send_seconds,
         sent: sent.values().sum(),
         received: v.received,
         lost: v.lost,

@@ -111,14 +111,15 @@ impl Sender {
     }
 
     /// Sends until `duration` has passed; returns `(ssrc, packets sent)` per
-    /// stream and the thread's CPU time.
+    /// stream, the thread's CPU time, and when the last packet left (seconds
+    /// since start: more than `duration` if the sender fell behind).
     #[allow(clippy::disallowed_methods)] // the load tool's own clock
     pub(crate) fn run(
         &mut self,
         (a, b): (Vec<UdpSocket>, Vec<UdpSocket>),
         duration: Duration,
         total: &AtomicU64,
-    ) -> (HashMap<u32, u64>, u64) {
+    ) -> (HashMap<u32, u64>, u64, f64) {
         let n = self.streams.len() as u32;
         let mut buf = vec![0u8; self.size + 64];
         let (mut cursor, mut round) = (0u32, 0u32);
@@ -168,7 +169,11 @@ impl Sender {
             .iter()
             .map(|s| (ssrc(s.index, s.dir), s.sent))
             .collect();
-        (sent, cpu::current_thread_ns())
+        (
+            sent,
+            cpu::current_thread_ns(),
+            self.start.elapsed().as_secs_f64(),
+        )
     }
 }
 

@@ -31,6 +31,15 @@ fn run(args: &[&str]) -> serde_json::Value {
 fn check(r: &serde_json::Value, what: &str) {
     let sent = r["sent"].as_u64().unwrap();
     assert!(sent > 0, "{what}: nothing sent");
+    // The report says when the last packet left: never before the schedule
+    // ends, and the rate it states follows from it.
+    let send_secs = r["send_seconds"].as_f64().unwrap();
+    assert!(send_secs >= 2.0, "{what}: sending ended early: {r}");
+    let pps = r["sent_pps"].as_f64().unwrap();
+    assert!(
+        (pps - sent as f64 / send_secs).abs() < 1.0,
+        "{what}: sent_pps {pps} vs {sent} in {send_secs} s"
+    );
     assert_eq!(
         r["received"].as_u64().unwrap(),
         sent,
