@@ -25,7 +25,7 @@ use mediagate_pki::PeerIdentity;
 use mediagate_sip_proto::framing::FrameError;
 use mediagate_sip_proto::message::{
     Header, Method, NameAddr, Param, Request, Response, RetryAfter, StatusCode, Uri, Via,
-    ViaTransport,
+    ViaTransport, ip_host,
 };
 use mediagate_sip_proto::sdp::{MediaLeg, Sdp, SdpError, StreamParams};
 use mediagate_sip_proto::{
@@ -407,7 +407,7 @@ impl B2bua {
         let branch = self.ep.new_branch();
         let mut v = Via::new(
             via_transport(t),
-            uri_host(local.ip()),
+            ip_host(local.ip()),
             Some(local.port()),
             &branch,
         );
@@ -420,7 +420,7 @@ impl B2bua {
             .local(t)
             .or_else(|| self.cfg.local.first().map(|(_, a)| *a))
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
-        let mut uri = Uri::sip(Some("mediagate"), &uri_host(local.ip()), Some(local.port()));
+        let mut uri = Uri::sip(Some("mediagate"), &ip_host(local.ip()), Some(local.port()));
         uri.params.push(Param::new("transport", transport_param(t)));
         Header::Contact(mediagate_sip_proto::message::Contact::Addr(NameAddr::new(
             uri,
@@ -846,7 +846,7 @@ impl B2bua {
         let mut uri = Uri::sip(
             (!called.is_empty()).then_some(called),
             &match &peer.address {
-                PeerAddress::Ip(ip) => uri_host(*ip),
+                PeerAddress::Ip(ip) => ip_host(*ip),
                 PeerAddress::Fqdn(n) => n.clone(),
             },
             Some(peer.port),
@@ -1599,14 +1599,6 @@ impl B2bua {
             }
             self.media.release(key);
         }
-    }
-}
-
-/// An IP address as a SIP URI/Via host (IPv6 in brackets, RFC 3261 §25.1).
-fn uri_host(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.to_string(),
-        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use mediagate_config::Config;
 use mediagate_sip::PeerAddress;
 use mediagate_sip_proto::TransportKind;
+use mediagate_sip_proto::message::ip_host;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,10 +162,10 @@ fn peer_target(
         )));
     }
     let (host, server_name) = match &peer.address {
-        PeerAddress::Ip(ip) => (uri_host(*ip), None),
+        PeerAddress::Ip(ip) => (ip_host(*ip), None),
         PeerAddress::Fqdn(fqdn) => match cfg.hosts.get(fqdn) {
             // A [hosts] entry: connect to its address, verify the FQDN.
-            Some(ip) => (uri_host(*ip), Some(fqdn.clone())),
+            Some(ip) => (ip_host(*ip), Some(fqdn.clone())),
             None => (fqdn.clone(), None),
         },
     };
@@ -173,13 +174,6 @@ fn peer_target(
         format!("sip:{user}@{host}:{};transport={t}", peer.port),
         server_name,
     ))
-}
-
-fn uri_host(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.to_string(),
-        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-    }
 }
 
 fn report(spec: &TargetSpec, opts: &Options, json: bool) -> Result<(), CliError> {

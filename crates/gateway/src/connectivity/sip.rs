@@ -8,14 +8,14 @@
 //! branch, CSeq number and method) plus the Call-ID. The dialog of the test call is
 //! `mediagate_sip_proto::Dialog`, which builds the ACK for the 2xx and the BYE.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mediagate_sip_proto::Dialog;
 use mediagate_sip_proto::framing::{self, Check, FramingConfig};
 use mediagate_sip_proto::message::{
     BRANCH_MAGIC_COOKIE, CSeq, Contact, Header, Headers, Message, Method, NameAddr, Param, Request,
-    Response, StatusCode, Uri, Via, ViaTransport, parse,
+    Response, StatusCode, Uri, Via, ViaTransport, ip_host, parse,
 };
 
 use super::target::Transport;
@@ -213,14 +213,6 @@ pub(crate) struct Signaling {
     call: Option<Call>,
 }
 
-/// `host` of a SIP URI or Via for an address (IPv6 in brackets).
-fn host_of(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    }
-}
-
 impl Signaling {
     /// Signaling from our end of the connection `local` to `target` (the Request-URI) over
     /// `transport`; each request waits at most `timeout` for its final response.
@@ -231,7 +223,7 @@ impl Signaling {
         timeout: Duration,
         mut ids: Ids,
     ) -> Self {
-        let host = host_of(local.ip());
+        let host = ip_host(local.ip());
         Self {
             local,
             transport,
@@ -254,7 +246,7 @@ impl Signaling {
         };
         let mut via = Via::new(
             transport,
-            host_of(self.local.ip()),
+            ip_host(self.local.ip()),
             Some(self.local.port()),
             &branch,
         );
@@ -263,7 +255,7 @@ impl Signaling {
     }
 
     fn from(&self, tag: &str) -> NameAddr {
-        NameAddr::new(Uri::sip(Some(PROBE_USER), &host_of(self.local.ip()), None)).with_tag(tag)
+        NameAddr::new(Uri::sip(Some(PROBE_USER), &ip_host(self.local.ip()), None)).with_tag(tag)
     }
 
     fn to(&self) -> NameAddr {
@@ -277,7 +269,7 @@ impl Signaling {
     fn contact(&self) -> NameAddr {
         let mut uri = Uri::sip(
             Some(PROBE_USER),
-            &host_of(self.local.ip()),
+            &ip_host(self.local.ip()),
             Some(self.local.port()),
         );
         uri.params.push(Param::new(
@@ -367,7 +359,7 @@ impl Signaling {
 
     /// The INVITE of the test call (new Call-ID and tag, CSeq 1) with the SDP offer `sdp`.
     pub(crate) fn invite(&mut self, now: Instant, sdp: Vec<u8>) -> Vec<u8> {
-        let call_id = self.ids.call_id(&host_of(self.local.ip()));
+        let call_id = self.ids.call_id(&ip_host(self.local.ip()));
         let tag = self.ids.tag();
         let (request, branch) = self.request(Method::Invite, call_id, &tag, 1, Some(sdp));
         self.call = Some(Call {

@@ -13,7 +13,7 @@ mod uri;
 
 pub use parse::{ParseError, ParseErrorKind, PartialHeaders, parse};
 pub use status::StatusCode;
-pub use uri::{InvalidUri, Scheme, Uri};
+pub use uri::{InvalidUri, Scheme, Uri, ip_host};
 
 use std::fmt;
 

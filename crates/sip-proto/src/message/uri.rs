@@ -34,6 +34,15 @@ impl Scheme {
     }
 }
 
+/// An IP address as the `host` of a SIP URI or Via header (RFC 3261 §25.1): IPv4 as is,
+/// IPv6 in brackets.
+pub fn ip_host(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
 /// A URI. For `sip`/`sips` all fields are used; for `tel` the number is in `host` and the
 /// parameters in `params`; for other schemes everything after the colon is in `host`.
 #[derive(Debug, Clone, PartialEq, Eq)]

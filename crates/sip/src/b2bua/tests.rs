@@ -790,12 +790,6 @@ fn reinvite_glare_gets_491() {
 }
 
 #[test]
-fn ipv6_hosts_are_bracketed() {
-    assert_eq!(uri_host("::1".parse().unwrap()), "[::1]");
-    assert_eq!(uri_host("192.0.2.1".parse().unwrap()), "192.0.2.1");
-}
-
-#[test]
 fn early_media_183_sdp_is_rewritten_for_the_caller() {
     let mut h = H::new(10);
     let out = h.input(A, &invite("c1", "i1", &offer_sdp(4000, "")));

@@ -55,3 +55,15 @@ fn invalid_uris() {
         assert_eq!(Uri::parse(bad), Err(InvalidUri), "{bad:?}");
     }
 }
+
+#[test]
+fn ip_hosts_bracket_ipv6_and_parse_back() {
+    let v4: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    let v6: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+    assert_eq!(ip_host(v4), "192.0.2.1");
+    assert_eq!(ip_host(v6), "[2001:db8::1]");
+    for ip in [v4, v6] {
+        let u = Uri::parse(&format!("sip:alice@{}:5061", ip_host(ip))).unwrap();
+        assert_eq!(u.host, ip_host(ip));
+    }
+}
