@@ -1,10 +1,16 @@
 //! Real peers for the SIP tests: SIPp (Debian `sip-tester`) and stunnel (Debian `stunnel4`),
 //! on 127.0.0.1 with ports found free at run time, each under `timeout`, stopped by PID.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -16,27 +22,12 @@ use mediagate_sip::transport::{Server, TransportConfig};
 use mediagate_sip::{B2buaConfig, FakeMedia, Policy, PolicyOptions};
 use mediagate_sip_proto::TransportKind;
 
-pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub use mediagate_test_support::{LOCALHOST, Proc, free_ports, require};
 /// FakeMedia hands out leg A = BASE, leg B = BASE + 2 for the first call.
 pub const MEDIA_BASE: u16 = 41000;
 
 pub fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/sipp")
-}
-
-/// Fails with the Debian package to install when a tool is missing.
-pub fn require(bin: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {bin}"))
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{bin}` not found: install the Debian package `{package}` (apt-get install -y {package})"
-    );
 }
 
 pub fn init_tracing() {
@@ -47,84 +38,6 @@ pub fn init_tracing() {
         )
         .with_test_writer()
         .try_init();
-}
-
-/// `n` consecutive ports free for both TCP and UDP on 127.0.0.1.
-pub fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = {
-            let s = UdpSocket::bind((LOCALHOST, 0)).unwrap();
-            s.local_addr().unwrap().port()
-        };
-        if base.checked_add(n).is_none_or(|end| end > 65000) {
-            continue;
-        }
-        let ok = (base..base + n).all(|p| {
-            TcpListener::bind((LOCALHOST, p)).is_ok() && UdpSocket::bind((LOCALHOST, p)).is_ok()
-        });
-        if ok {
-            return base;
-        }
-    }
-    panic!("no block of {n} free ports");
-}
-
-/// A child process under `timeout`, stopped by PID (TERM, then KILL) on drop.
-pub struct Proc {
-    pub name: String,
-    child: Option<Child>,
-}
-
-impl Proc {
-    pub fn spawn(name: &str, secs: u32, program: &str, args: &[String], cwd: &Path) -> Proc {
-        let log = std::fs::File::create(cwd.join(format!("{name}.out"))).unwrap();
-        let child = Command::new("timeout")
-            .arg("-k")
-            .arg("2")
-            .arg(secs.to_string())
-            .arg(program)
-            .args(args)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-        Proc {
-            name: name.into(),
-            child: Some(child),
-        }
-    }
-
-    /// Waits for the process (already bounded by its `timeout`).
-    pub fn wait(mut self) -> ExitStatus {
-        self.child.take().unwrap().wait().unwrap()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if let Ok(None) = c.try_wait() {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(c.id().to_string())
-                    .status();
-                for _ in 0..20 {
-                    if let Ok(Some(_)) = c.try_wait() {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                let _ = c.kill();
-            }
-            let _ = c.wait();
-        }
-    }
 }
 
 /// True when a socket is bound to 127.0.0.1:`port` (TCP: listening), from `/proc/net` so that no
