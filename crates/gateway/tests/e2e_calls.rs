@@ -83,6 +83,7 @@ address = "127.0.0.1"
 port_min = {m0}
 port_max = {m1}
 workers = 1
+wakeup_coalesce_us = 1000
 
 [limits]
 max_calls = {max_calls}
@@ -345,6 +346,12 @@ fn baresip_srtp_over_tls_to_plain_sipp_through_the_gateway() {
 fn baresip_srtp_call_to_the_echo_endpoint() {
     let lab = Lab::new();
     let gw = lab.start();
+    // The relay runs with the configured settings (the lab sets 1 ms coalescing); the
+    // startup summary comes right after /health is up.
+    wait_until(5, "the startup summary with the relay settings", || {
+        gw.log()
+            .contains("relay threads 1, wake-up coalescing 1000 µs")
+    });
     let mut alice = lab.tls_caller("alice", "127.0.0.2", 1, "700", true);
     let log = alice.finish(20);
     assert_call_established(&log, "alice");

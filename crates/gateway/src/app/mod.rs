@@ -295,9 +295,14 @@ fn print_summary(r: &Running, admin: Option<SocketAddr>) {
             out.push_str(&format!("  SIP {name:<4} {a}\n"));
         }
     }
+    // What the relay runs with, read back from it rather than from the file.
     out.push_str(&format!(
-        "  media     {}:{}-{}\n",
-        cfg.media.address, cfg.media.port_min, cfg.media.port_max
+        "  media     {}:{}-{}, relay threads {}, wake-up coalescing {} µs\n",
+        cfg.media.address,
+        cfg.media.port_min,
+        cfg.media.port_max,
+        r.relay.worker_count(),
+        r.relay.coalesce().as_micros()
     ));
     if let Some(a) = admin {
         out.push_str(&format!(

@@ -199,6 +199,7 @@ pub struct Relay {
     counters: Arc<RelayCounters>,
     events: Mutex<Option<mpsc::Receiver<RelayEvent>>>,
     bind_ip: IpAddr,
+    coalesce: Duration,
 }
 
 impl Relay {
@@ -236,6 +237,7 @@ impl Relay {
             counters,
             events: Mutex::new(Some(ev_rx)),
             bind_ip: config.bind_ip,
+            coalesce: config.coalesce,
         })
     }
 
@@ -306,6 +308,16 @@ impl Relay {
         self.worker(id).send(Command::Stats { id, reply: tx })?;
         rx.recv_timeout(Duration::from_secs(5))
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "relay worker did not answer"))
+    }
+
+    /// How many worker threads relay packets (the configured number, at least one).
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The workers' wake-up coalescing pause ([`RelayConfig::coalesce`]).
+    pub fn coalesce(&self) -> Duration {
+        self.coalesce
     }
 
     /// Relay-wide counters.
