@@ -707,21 +707,7 @@ fn test_connectivity_against_the_gateway() {
         .leaf("alice.test")
         .write_to(&tool.join("certs"), "alice");
     std::fs::write(tool.join("trust/root.pem"), &lab.pki.pki.root_pem).unwrap();
-    let run = |args: &[String]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mediagate"))
-            .args(args)
-            .current_dir(&tool)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let run = |args: &[String]| mediagate(&tool, args);
     let stores = |certs: &str| -> Vec<String> {
         vec![
             "--cert-dir".into(),
@@ -801,22 +787,11 @@ fn demo_configuration_calls_its_echo_endpoint() {
         gw.log()
     );
     assert!(gw.log().contains("GW1005"), "{}", gw.log());
+    let config = gw.config.display().to_string();
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mediagate"))
-            .arg("--config")
-            .arg(&gw.config)
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        let mut all = vec!["--config", config.as_str()];
+        all.extend_from_slice(args);
+        mediagate(dir.path(), &all)
     };
     let tls_target = format!("sip:echo@localhost:{};transport=tls", ports.tls());
     let (code, out) = run(&[

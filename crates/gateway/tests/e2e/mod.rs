@@ -386,6 +386,24 @@ impl Capture {
     }
 }
 
+/// Runs the `mediagate` binary with `args` in `cwd`; returns its exit code and its stdout
+/// followed by its stderr.
+pub fn mediagate<S: AsRef<std::ffi::OsStr>>(cwd: &Path, args: &[S]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mediagate"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// Runs `tests/srtp_pcap_check.py` with the system Python (where Debian's pylibsrtp lives);
 /// returns its JSON report as text (panics with its output when it fails).
 pub fn check_pcap(args: &[String]) -> String {
