@@ -128,6 +128,14 @@ fn find_req(out: &[Message], method: Method) -> Request {
         .unwrap_or_else(|| panic!("no {method} in {out:?}"))
 }
 
+fn find_resp(out: &[Message], status: StatusCode) -> Response {
+    out.iter()
+        .filter_map(resp)
+        .find(|r| r.status == status)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {status:?} in {out:?}"))
+}
+
 fn codes(out: &[Message]) -> Vec<u16> {
     out.iter()
         .filter_map(resp)
@@ -202,12 +210,7 @@ fn established(h: &mut H) -> (Request, Response) {
     );
     let ack = find_req(&to(B, &out), Method::Ack);
     assert_eq!(ack.headers.cseq().unwrap().seq, 1);
-    let ok = to(A, &out)
-        .iter()
-        .filter_map(resp)
-        .find(|r| r.status == StatusCode::OK)
-        .cloned()
-        .unwrap();
+    let ok = find_resp(&to(A, &out), StatusCode::OK);
     (b_inv, ok)
 }
 
@@ -1078,12 +1081,7 @@ fn secured_caller_to_echo_gets_srtp_and_can_rekey() {
     let k1 = "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
     let k2 = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
     let out = send(&invite("c1", "i1", &a_sdp(k1)));
-    let ok = out
-        .iter()
-        .filter_map(resp)
-        .find(|r| r.status == StatusCode::OK)
-        .cloned()
-        .unwrap();
+    let ok = find_resp(&out, StatusCode::OK);
     let body = String::from_utf8(ok.body.clone()).unwrap();
     // Port 30000 went to the refused call (allocated, then released).
     assert!(body.contains("m=audio 30004 RTP/SAVP"), "{body}");
@@ -1144,12 +1142,7 @@ fn draining_refuses_new_calls_and_hangup_all_byes_both_legs() {
     let b_inv = find_req(&to(B, &out), Method::Invite);
     let b_sdp = offer_sdp(6000, "").replace("192.0.2.1", "192.0.2.2");
     let out = h.input(B, &answer(&b_inv, StatusCode::OK, Some(&b_sdp)));
-    let ok = to(A, &out)
-        .iter()
-        .filter_map(resp)
-        .find(|r| r.status == StatusCode::OK)
-        .cloned()
-        .unwrap();
+    let ok = find_resp(&to(A, &out), StatusCode::OK);
     h.input(A, &a_request(&ok, "ACK", 1, ""));
     assert_eq!(h.b2b.call_count(), 1);
 
@@ -1229,12 +1222,7 @@ fn answer_to_the_caller_copies_record_route() {
         B,
         &answer(&b_inv, StatusCode::OK, Some(&offer_sdp(6000, ""))),
     );
-    let ok = to(A, &out)
-        .iter()
-        .filter_map(resp)
-        .find(|r| r.status == StatusCode::OK)
-        .cloned()
-        .unwrap();
+    let ok = find_resp(&to(A, &out), StatusCode::OK);
     let rr: Vec<String> = ok
         .headers
         .record_routes()
