@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let key = MasterKey::new(profile, &[0x5a; 46][..profile.master_len()]).unwrap().with_mki(mki);
     let mut rx = SrtpContext::new(&key, SrtpConfig::default());
     if sel & 0x10 != 0 {
-        rx.tolerate_roc_reset(3);
+        rx.allow_restart(3);
     }
     let mut buf = [0u8; 2048];
     let n = pkt.len().min(1900);

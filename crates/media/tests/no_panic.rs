@@ -27,7 +27,7 @@ proptest! {
     fn unprotect_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300), extra in 0usize..400, armed in any::<bool>()) {
         for mut ctx in contexts() {
             if armed {
-                ctx.tolerate_roc_reset(5);
+                ctx.allow_restart(5);
             }
             let mut buf = data.clone();
             // `len` may exceed the buffer: that is a caller error, not a panic.

@@ -417,7 +417,7 @@ impl LegPair {
                 let same_rx = old_keys.is_some_and(|o| o.rx == k.rx) && leg.rx.is_some();
                 if same_rx {
                     if let Some(rx) = leg.rx.as_mut() {
-                        rx.tolerate_roc_reset(cfg.roc_reset_window);
+                        rx.allow_restart(cfg.roc_reset_window);
                     }
                 } else {
                     leg.rx = Some(SrtpContext::new(&k.rx, cfg.srtp.clone()));

@@ -4,6 +4,7 @@
 use ring::aead::{Aad, Nonce, Tag};
 
 use super::cipher::{SessionKeys, cm_iv, gcm_rtcp_iv, gcm_rtp_iv, hmac_sha1, tags_equal};
+use super::history::{History, Recall, fingerprint};
 use super::key::{MasterKey, Mki};
 use super::profile::SrtpProfile;
 use super::replay::{DEFAULT_REPLAY_WINDOW, ReplayCheck, ReplayWindow};
@@ -28,20 +29,40 @@ pub struct SrtpConfig {
     pub replay_window: usize,
     /// SSRCs tracked at once; the least recently used stream is forgotten
     /// when a new one arrives beyond this (default 8: a call has one or two,
-    /// plus one per SSRC change).
+    /// plus one per SSRC change). A forgotten stream leaves a tombstone (the
+    /// range of indices it used) so its packets are never accepted again;
+    /// when [`MAX_FORGOTTEN`] tombstones exist, new SSRCs are refused
+    /// ([`SrtpError::TooManyStreams`]) rather than forgetting more.
     pub max_streams: usize,
+    /// Content memory for restarts (see [`SrtpContext::allow_restart`]): the
+    /// fingerprints of the last this-many received packets of each stream
+    /// are kept (10 octets each; rounded up to a power of two), so a peer
+    /// that restarts its stream under the same key into indices it used
+    /// recently can be told from a replay. Default 4096 (82 s of 20 ms
+    /// audio, 40 KiB per received stream); 0 keeps none (such restarts are
+    /// then refused until the peer's index leaves the used range).
+    pub restart_memory: usize,
 }
+
+/// Tombstones of forgotten SSRCs a context keeps (see
+/// [`SrtpConfig::max_streams`]).
+pub const MAX_FORGOTTEN: usize = 64;
+/// Content memory of each stream's SRTCP (packets): RTCP comes every few
+/// seconds, so 64 covers minutes.
+const RTCP_MEMORY: usize = 64;
 
 impl Default for SrtpConfig {
     fn default() -> Self {
         Self {
             replay_window: DEFAULT_REPLAY_WINDOW,
             max_streams: 8,
+            restart_memory: 4096,
         }
     }
 }
 
-/// Per-SSRC SRTP state.
+/// Per-SSRC SRTP state of the current epoch (the stretch since the stream
+/// started or last restarted).
 #[derive(Clone, Debug)]
 struct RtpState {
     /// Rollover counter of the highest index.
@@ -51,10 +72,57 @@ struct RtpState {
     /// Whether any packet was accepted yet; before that `roc` is the value
     /// set by [`SrtpContext::set_roc`] (or 0).
     seen: bool,
+    /// The first index accepted in this epoch, valid when `seen`.
+    first: u64,
+    /// A restart is allowed (armed by [`SrtpContext::allow_restart`], once).
+    restart: bool,
     replay: ReplayWindow,
+    /// Earlier epochs and the recent packets' fingerprints.
+    history: History,
 }
 
-/// Per-SSRC SRTCP state.
+impl RtpState {
+    fn highest(&self) -> u64 {
+        packet_index(self.roc, self.s_l)
+    }
+
+    /// True when the current epoch may have accepted `index`: it lies in
+    /// `[first, highest]` and the window marks it, or it is below the window.
+    fn may_hold(&self, index: u64) -> bool {
+        if !self.seen || index < self.first {
+            return false;
+        }
+        let delta = index as i64 - self.highest() as i64;
+        delta <= 0 && self.replay.check(delta) != ReplayCheck::Fresh
+    }
+
+    /// True when `index` may have been accepted before and the content
+    /// memory cannot prove the packet (fingerprint `fp`) is a new one.
+    fn is_replay(&self, index: u64, fp: u32) -> bool {
+        (self.may_hold(index)
+            && matches!(
+                self.history.recall_current(index, fp),
+                Recall::Same | Recall::Unknown
+            ))
+            || self.history.retired_replay(index, fp)
+    }
+
+    /// Ends the current epoch (its range goes to the history).
+    fn retire(&mut self) {
+        if self.seen {
+            self.history.retire(self.first, self.highest());
+        }
+        self.seen = false;
+    }
+
+    /// The hull of every index this stream has used.
+    fn hull(&self) -> Option<(u64, u64)> {
+        let cur = self.seen.then(|| (self.first, self.highest()));
+        hull_of(cur, self.history.hull())
+    }
+}
+
+/// Per-SSRC SRTCP state, epochs as for RTP (the SRTCP index is explicit).
 #[derive(Clone, Debug)]
 struct RtcpState {
     /// Next index to send.
@@ -62,7 +130,45 @@ struct RtcpState {
     /// Highest index received, valid when `seen`.
     highest: u32,
     seen: bool,
+    /// The first index received in this epoch, valid when `seen`.
+    first: u32,
+    restart: bool,
     replay: ReplayWindow,
+    history: History,
+}
+
+impl RtcpState {
+    fn may_hold(&self, index: u32) -> bool {
+        if !self.seen || index < self.first {
+            return false;
+        }
+        let delta = i64::from(index) - i64::from(self.highest);
+        delta <= 0 && self.replay.check(delta) != ReplayCheck::Fresh
+    }
+
+    fn is_replay(&self, index: u32, fp: u32) -> bool {
+        let i = u64::from(index);
+        (self.may_hold(index)
+            && matches!(
+                self.history.recall_current(i, fp),
+                Recall::Same | Recall::Unknown
+            ))
+            || self.history.retired_replay(i, fp)
+    }
+
+    fn hull(&self) -> Option<(u64, u64)> {
+        let cur = self
+            .seen
+            .then(|| (u64::from(self.first), u64::from(self.highest)));
+        hull_of(cur, self.history.hull())
+    }
+}
+
+fn hull_of(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<(u64, u64)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+        (a, b) => a.or(b),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -73,8 +179,30 @@ struct Stream {
     rtcp: RtcpState,
 }
 
+/// What is left of a forgotten SSRC: the index ranges it used.
+#[derive(Clone, Copy, Debug)]
+struct Tombstone {
+    ssrc: u32,
+    rtp: Option<(u64, u64)>,
+    rtcp: Option<(u64, u64)>,
+}
+
 impl Stream {
-    fn new(ssrc: u32, window: usize) -> Self {
+    fn allow_restart(&mut self, allow: bool) {
+        self.rtp.restart = allow;
+        self.rtcp.restart = allow;
+    }
+
+    /// A stream; `memory` is the content memory of its receive side (0 for
+    /// a stream we only send).
+    fn new(ssrc: u32, window: usize, memory: usize, tomb: Option<Tombstone>) -> Self {
+        let rtp_ranges: Vec<(u64, u64)> = tomb.and_then(|t| t.rtp).into_iter().collect();
+        let rtcp_ranges: Vec<(u64, u64)> = tomb.and_then(|t| t.rtcp).into_iter().collect();
+        // SRTCP indices start at 1, as libsrtp and webrtc-srtp count; after
+        // a tombstone, above everything the forgotten stream used.
+        let send_index = rtcp_ranges
+            .first()
+            .map_or(1, |r| (r.1 as u32).saturating_add(1));
         Self {
             ssrc,
             last_used: 0,
@@ -82,14 +210,19 @@ impl Stream {
                 roc: 0,
                 s_l: 0,
                 seen: false,
+                first: 0,
+                restart: false,
                 replay: ReplayWindow::new(window),
+                history: History::with_ranges(memory, &rtp_ranges),
             },
-            // SRTCP indices start at 1, as libsrtp and webrtc-srtp count.
             rtcp: RtcpState {
-                send_index: 1,
+                send_index,
                 highest: 0,
                 seen: false,
+                first: 0,
+                restart: false,
                 replay: ReplayWindow::new(window),
+                history: History::with_ranges(memory.min(RTCP_MEMORY), &rtcp_ranges),
             },
         }
     }
@@ -125,15 +258,33 @@ pub struct SrtpContext {
     last: usize,
     /// Logical clock for least-recently-used eviction.
     tick: u64,
-    /// Authenticated packets during which a rollover-counter reset is
-    /// tolerated (R-MEDIA-6); 0 means not armed.
-    roc_reset_budget: u32,
-    /// Copy of a GCM packet while a ROC reset is tolerated, so a failed
+    /// Authenticated packets during which a stream restart is allowed
+    /// (R-MEDIA-6); 0 means not armed.
+    restart_budget: u32,
+    /// Copy of a GCM packet while a restart is allowed, so a failed
     /// in-place open (which wipes the buffer) can be retried.
     scratch: Vec<u8>,
+    /// Forgotten SSRCs (at most [`MAX_FORGOTTEN`]).
+    forgotten: Vec<Tombstone>,
 }
 
-/// Largest packet for which a tolerated ROC reset is retried with GCM.
+/// How an authenticated RTP packet is taken into its stream.
+enum Take {
+    /// The first packet of the stream (or after `set_roc`).
+    First,
+    /// In the current epoch, `delta` from the highest index.
+    Normal(i64),
+    /// A restart: a new epoch begins at this packet.
+    Restart,
+    /// A jump more than [`EPOCH_JUMP`] ahead: a new epoch begins here too
+    /// (without using the stream's restart).
+    Jump,
+}
+
+/// A packet this far ahead of its stream's highest index starts a new epoch.
+const EPOCH_JUMP: i64 = 2048;
+
+/// Largest packet for which a restart is retried with GCM.
 const SCRATCH_LEN: usize = 2048;
 
 impl SrtpContext {
@@ -155,8 +306,9 @@ impl SrtpContext {
             config,
             last: 0,
             tick: 0,
-            roc_reset_budget: 0,
+            restart_budget: 0,
             scratch: Vec::new(),
+            forgotten: Vec::with_capacity(MAX_FORGOTTEN),
         }
     }
 
@@ -179,8 +331,9 @@ impl SrtpContext {
             config: SrtpConfig::default(),
             last: 0,
             tick: 0,
-            roc_reset_budget: 0,
+            restart_budget: 0,
             scratch: Vec::new(),
+            forgotten: Vec::with_capacity(MAX_FORGOTTEN),
         }
     }
 
@@ -215,30 +368,50 @@ impl SrtpContext {
     /// Sets the rollover counter for `ssrc` explicitly (R-MEDIA-6): for a
     /// stream that joins mid-session, or to carry a ROC over a re-INVITE.
     ///
-    /// The next packet of `ssrc` is then taken as the first one of the
-    /// stream with this ROC; the replay window restarts.
-    pub fn set_roc(&mut self, ssrc: u32, roc: u32) {
-        let i = self.stream_or_insert(ssrc);
+    /// The next packet of `ssrc` is then taken as the first one of a new
+    /// epoch with this ROC; the indices the stream accepted so far are kept
+    /// in its history and never accepted again.
+    pub fn set_roc(&mut self, ssrc: u32, roc: u32) -> Result<(), SrtpError> {
+        let i = self.stream_or_insert(ssrc, true)?;
         let st = &mut self.streams[i].rtp;
+        st.retire();
         st.roc = roc;
-        st.seen = false;
+        Ok(())
     }
 
-    /// Tolerates a peer that resets its rollover counter (or restarts its
-    /// sequence numbers) under the same key, as some do after hold/resume
-    /// (R-MEDIA-6). Call it when a re-INVITE keeps the key.
+    /// Allows each stream of this context one restart during the next
+    /// `packets` authenticated packets (0 disarms). Call it when a re-INVITE
+    /// keeps the key (R-MEDIA-6): peers that put a call on hold and resume it
+    /// often start a fresh SRTP context under the same key — ROC 0, a new
+    /// random sequence number, possibly below where they were.
     ///
-    /// For the next `packets` authenticated packets, a packet that fails
-    /// authentication with the estimated ROC is retried with ROC 0 and the
-    /// neighbours of the current ROC; on success the stream restarts from
-    /// that packet. Outside this window nothing is retried, so old packets
-    /// cannot be replayed by guessing another ROC.
-    pub fn tolerate_roc_reset(&mut self, packets: u32) {
-        self.roc_reset_budget = packets;
+    /// While armed, a packet that the normal rules refuse (a replay-window
+    /// duplicate, older than the window, or failing authentication under the
+    /// estimated ROC but passing under ROC 0 or the current ROC ± 1) starts
+    /// a new epoch of its stream **only if it cannot be a replay**: its index
+    /// was never accepted by this stream (neither in the current epoch nor in
+    /// a retired one), or the content memory holds that index with a
+    /// different fingerprint (new content at a re-used index). Any index
+    /// that may have been accepted and that the memory cannot vouch for is
+    /// refused as [`SrtpError::Replayed`]. The same check applies, armed or
+    /// not, to packets that fall into a retired epoch later on. So no packet
+    /// accepted once is ever accepted again (ARCHITECTURE.md gives the
+    /// argument), and the arming is bounded: in packets here, and in time by
+    /// the caller (the relay disarms after a deadline).
+    pub fn allow_restart(&mut self, packets: u32) {
+        self.restart_budget = packets;
+        for s in &mut self.streams {
+            s.allow_restart(packets > 0);
+        }
         if packets > 0 && self.profile.is_aead() && self.scratch.is_empty() {
             // Control-plane allocation, once per context.
             self.scratch = vec![0; SCRATCH_LEN];
         }
+    }
+
+    /// True while [`SrtpContext::allow_restart`] is armed.
+    pub fn restart_allowed(&self) -> bool {
+        self.restart_budget > 0
     }
 
     /// Number of SSRCs the context currently tracks.
@@ -255,28 +428,66 @@ impl SrtpContext {
         Some(i)
     }
 
-    fn stream_or_insert(&mut self, ssrc: u32) -> usize {
+    /// The stream of `ssrc`, created if needed. `receive`: the stream will
+    /// be unprotected, so it gets its content memory (allocated once per
+    /// stream, not per packet).
+    fn stream_or_insert(&mut self, ssrc: u32, receive: bool) -> Result<usize, SrtpError> {
+        let memory = if receive {
+            self.config.restart_memory
+        } else {
+            0
+        };
         if let Some(i) = self.find(ssrc) {
-            return i;
+            let s = &mut self.streams[i];
+            if receive && memory > 0 && !s.rtp.history.has_memory() {
+                // A stream we sent on before now receives (tests, loops):
+                // what it sent so far stays unknown to the new memory.
+                let seen = s.rtp.seen.then(|| s.rtp.highest());
+                s.rtp.history.add_memory(memory, seen);
+                let seen = s.rtcp.seen.then(|| u64::from(s.rtcp.highest));
+                s.rtcp.history.add_memory(memory.min(RTCP_MEMORY), seen);
+            }
+            return Ok(i);
         }
-        let stream = Stream::new(ssrc, self.config.replay_window);
+        let tomb = self
+            .forgotten
+            .iter()
+            .position(|t| t.ssrc == ssrc)
+            .map(|k| self.forgotten.swap_remove(k));
         let i = if self.streams.len() < self.config.max_streams {
+            let mut stream = Stream::new(ssrc, self.config.replay_window, memory, tomb);
+            stream.allow_restart(self.restart_budget > 0);
             self.streams.push(stream);
             self.streams.len() - 1
         } else {
             // Forget the least recently used SSRC (a stream replaced after
-            // an SSRC change); no allocation, the slot is reused.
+            // an SSRC change), keeping a tombstone of the indices it used so
+            // that none of its packets is ever accepted again. Without room
+            // for the tombstone, refuse the new SSRC instead.
+            if self.forgotten.len() >= MAX_FORGOTTEN {
+                if let Some(t) = tomb {
+                    self.forgotten.push(t);
+                }
+                return Err(SrtpError::TooManyStreams);
+            }
             let (i, _) = self
                 .streams
                 .iter()
                 .enumerate()
                 .min_by_key(|(_, s)| s.last_used)
                 .unwrap_or((0, &self.streams[0]));
-            self.streams[i] = stream;
+            let old = &self.streams[i];
+            self.forgotten.push(Tombstone {
+                ssrc: old.ssrc,
+                rtp: old.rtp.hull(),
+                rtcp: old.rtcp.hull(),
+            });
+            self.streams[i] = Stream::new(ssrc, self.config.replay_window, memory, tomb);
+            self.streams[i].allow_restart(self.restart_budget > 0);
             i
         };
         self.last = i;
-        i
+        Ok(i)
     }
 
     fn touch(&mut self, i: usize) {
@@ -308,7 +519,7 @@ impl SrtpContext {
             return Err(SrtpError::BufferTooSmall);
         }
         let h = RtpHeader::parse(&buf[..len])?;
-        let i = self.stream_or_insert(h.ssrc);
+        let i = self.stream_or_insert(h.ssrc, false)?;
         let st = &self.streams[i].rtp;
         let (roc, delta) = if st.seen {
             let (v, delta) = estimate_index(st.roc, st.s_l, h.sequence);
@@ -322,6 +533,10 @@ impl SrtpContext {
         } else {
             (st.roc, 0)
         };
+        // Never encrypt under an index a forgotten epoch used (keystream).
+        if st.history.retired(packet_index(roc, h.sequence)) {
+            return Err(SrtpError::Replayed);
+        }
         self.use_lifetime()?;
 
         match &self.rtp {
@@ -351,24 +566,54 @@ impl SrtpContext {
             }
         }
 
-        self.commit_rtp(i, roc, h.sequence, delta);
+        self.touch(i);
+        let take = if self.streams[i].rtp.seen {
+            Take::Normal(i64::from(delta))
+        } else {
+            Take::First
+        };
+        self.commit_rtp(i, roc, h.sequence, take, None);
         Ok(out_len)
     }
 
-    fn commit_rtp(&mut self, i: usize, roc: u32, seq: u16, delta: i32) {
-        self.touch(i);
+    /// Takes an accepted packet into stream `i`'s state; `fp` is recorded in
+    /// the content memory (received packets).
+    fn commit_rtp(&mut self, i: usize, roc: u32, seq: u16, take: Take, fp: Option<u32>) {
         let st = &mut self.streams[i].rtp;
-        if !st.seen {
-            st.seen = true;
-            st.roc = roc;
-            st.s_l = seq;
-            st.replay.reset();
-        } else {
-            st.replay.accept(i64::from(delta));
-            if delta > 0 {
+        let index = packet_index(roc, seq);
+        // A jump far ahead starts a new epoch, so that an epoch never holds a
+        // gap its content memory could not cover.
+        let take = match take {
+            Take::Normal(delta) if delta > EPOCH_JUMP => Take::Jump,
+            t => t,
+        };
+        match take {
+            Take::Normal(delta) => {
+                st.replay.accept(delta);
+                if delta > 0 {
+                    st.roc = roc;
+                    st.s_l = seq;
+                }
+                // A late packet from before the epoch's first one: the
+                // epoch's range must hold every index it accepted.
+                st.first = st.first.min(index);
+            }
+            Take::First | Take::Restart | Take::Jump => {
+                // A restart or jump retires the epoch it ends; a first
+                // packet has none to retire (or `set_roc` already did).
+                st.retire();
+                st.seen = true;
                 st.roc = roc;
                 st.s_l = seq;
+                st.first = index;
+                st.replay.reset();
+                if matches!(take, Take::Restart) {
+                    st.restart = false;
+                }
             }
+        }
+        if let Some(fp) = fp {
+            st.history.record(index, fp);
         }
     }
 
@@ -376,7 +621,8 @@ impl SrtpContext {
     /// returns the RTP packet length.
     ///
     /// On error nothing is committed: the packet must be dropped (and
-    /// counted by the caller).
+    /// counted by the caller). See [`SrtpContext::allow_restart`] for what
+    /// changes while a restart is allowed.
     pub fn unprotect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         let tag_len = self.profile.rtp_tag_len();
         let mki_len = self.mki_len();
@@ -385,12 +631,9 @@ impl SrtpContext {
             .checked_sub(tag_len + mki_len)
             .ok_or(SrtpError::Malformed(Malformed::TooShort))?;
         let h = RtpHeader::parse(&pkt[..body_len])?;
+        let aead = self.profile.is_aead();
         if let Some(mki) = self.mki {
-            let at = if self.profile.is_aead() {
-                body_len + tag_len
-            } else {
-                body_len
-            };
+            let at = if aead { body_len + tag_len } else { body_len };
             if pkt[at..at + mki_len] != *mki.as_bytes() {
                 return Err(SrtpError::UnknownMki);
             }
@@ -398,75 +641,95 @@ impl SrtpContext {
         if self.packets_left == 0 {
             return Err(SrtpError::KeyExpired);
         }
+        // The tag binds the whole packet: its first octets fingerprint it.
+        let tag_at = if aead { body_len } else { body_len + mki_len };
+        let fp = fingerprint(&pkt[tag_at..tag_at + tag_len]);
 
-        // Estimate the index from the stream's state, without creating it.
+        // What the stream's state expects, without creating the stream.
         let known = self.find(h.ssrc);
-        let (roc, delta, seen) = match known.map(|i| &self.streams[i].rtp) {
+        let armed = self.restart_budget > 0;
+        let (roc, delta, fresh, may_restart, impossible, cur_roc) = match known
+            .map(|i| &self.streams[i].rtp)
+        {
             Some(st) if st.seen => {
                 let (v, delta) = estimate_index(st.roc, st.s_l, h.sequence);
-                let check = if v == u32::MAX && st.roc == 0 {
-                    ReplayCheck::TooOld
-                } else {
-                    st.replay.check(i64::from(delta))
-                };
-                if check != ReplayCheck::Fresh && self.roc_reset_budget == 0 {
+                // ROC 0 cannot go below zero: such a packet is older
+                // than the stream (or from a restarted peer).
+                let impossible = v == u32::MAX && st.roc == 0;
+                let fresh = !impossible && st.replay.check(i64::from(delta)) == ReplayCheck::Fresh;
+                let may_restart = armed && st.restart;
+                if !fresh && !may_restart {
                     return Err(SrtpError::Replayed);
                 }
-                (v, delta, true)
+                (v, delta, fresh, may_restart, impossible, st.roc)
             }
-            Some(st) => (st.roc, 0, false),
-            None => (0, 0, false),
+            Some(st) => (st.roc, 0, true, false, false, st.roc),
+            None => (0, 0, true, false, false, 0),
         };
 
-        let retry = seen && self.roc_reset_budget > 0;
-        let accepted = match self.open_rtp(pkt, &h, body_len, roc, retry) {
-            Ok(())
-                if known.is_some_and(|i| {
-                    let st = &self.streams[i].rtp;
-                    seen && st.replay.check(i64::from(delta)) != ReplayCheck::Fresh
-                }) =>
-            {
-                // Only reachable while a ROC reset is tolerated: the packet
-                // authenticated but is a replay under the current ROC.
-                return Err(SrtpError::Replayed);
-            }
-            Ok(()) => None,
-            Err(SrtpError::AuthenticationFailed) if retry => {
-                let Some(i) = known else {
-                    return Err(SrtpError::AuthenticationFailed);
-                };
-                let cur = self.streams[i].rtp.roc;
-                let mut found = None;
-                for cand in [0, cur, cur.wrapping_add(1), cur.wrapping_sub(1)] {
-                    if cand == roc || found.is_some() {
-                        continue;
-                    }
-                    if self.open_rtp(pkt, &h, body_len, cand, true).is_ok() {
-                        found = Some(cand);
-                    }
-                }
-                Some(found.ok_or(SrtpError::AuthenticationFailed)?)
-            }
-            Err(e) => return Err(e),
-        };
-        self.packets_left -= 1;
-
-        let i = match known {
-            Some(i) => i,
-            None => self.stream_or_insert(h.ssrc),
-        };
-        match accepted {
-            Some(new_roc) => {
-                // The peer restarted its index space: start the stream over.
-                self.streams[i].rtp.seen = false;
-                self.commit_rtp(i, new_roc, h.sequence, 0);
-                self.roc_reset_budget = 0;
-            }
-            None => {
-                self.commit_rtp(i, roc, h.sequence, delta);
-                self.roc_reset_budget = self.roc_reset_budget.saturating_sub(1);
+        // Authenticate under the expected ROC; while a restart is allowed,
+        // also under ROC 0 and the current ROC ± 1.
+        let mut found = None;
+        if !impossible {
+            match self.open_rtp(pkt, &h, body_len, roc, may_restart) {
+                Ok(()) => found = Some(roc),
+                Err(SrtpError::AuthenticationFailed) if may_restart => {}
+                Err(e) => return Err(e),
             }
         }
+        if found.is_none() {
+            for cand in [0, cur_roc, cur_roc.wrapping_add(1), cur_roc.wrapping_sub(1)] {
+                if (cand == roc && !impossible) || found.is_some() {
+                    continue;
+                }
+                if self.open_rtp(pkt, &h, body_len, cand, true).is_ok() {
+                    found = Some(cand);
+                }
+            }
+        }
+        let got = found.ok_or(SrtpError::AuthenticationFailed)?;
+        let index = packet_index(got, h.sequence);
+
+        // Never accept a packet twice.
+        let take = match known.map(|i| &self.streams[i].rtp) {
+            Some(st) if st.seen => {
+                if got == roc && fresh {
+                    if st.history.retired_replay(index, fp) {
+                        return Err(SrtpError::Replayed);
+                    }
+                    Take::Normal(i64::from(delta))
+                } else {
+                    // Only reachable while a restart is allowed.
+                    if st.is_replay(index, fp) {
+                        return Err(SrtpError::Replayed);
+                    }
+                    Take::Restart
+                }
+            }
+            Some(st) => {
+                if st.is_replay(index, fp) {
+                    return Err(SrtpError::Replayed);
+                }
+                Take::First
+            }
+            None => {
+                // A forgotten SSRC's packets stay refused.
+                if self.forgotten.iter().any(|t| {
+                    t.ssrc == h.ssrc && t.rtp.is_some_and(|(lo, hi)| lo <= index && index <= hi)
+                }) {
+                    return Err(SrtpError::Replayed);
+                }
+                Take::First
+            }
+        };
+        let i = match known {
+            Some(i) => i,
+            None => self.stream_or_insert(h.ssrc, true)?,
+        };
+        self.packets_left -= 1;
+        self.touch(i);
+        self.commit_rtp(i, got, h.sequence, take, Some(fp));
+        self.restart_budget = self.restart_budget.saturating_sub(1);
         Ok(body_len)
     }
 
@@ -530,7 +793,7 @@ impl SrtpContext {
             return Err(SrtpError::BufferTooSmall);
         }
         let h = RtcpHeader::parse(&buf[..len])?;
-        let i = self.stream_or_insert(h.ssrc);
+        let i = self.stream_or_insert(h.ssrc, false)?;
         let index = self.streams[i].rtcp.send_index;
         if index > SRTCP_INDEX_MASK {
             return Err(SrtpError::KeyExpired);
@@ -611,15 +874,26 @@ impl SrtpContext {
         ]);
         let encrypted = word & SRTCP_E_FLAG != 0;
         let index = word & SRTCP_INDEX_MASK;
+        let fp = if aead {
+            fingerprint(&pkt[rtcp_len..rtcp_len + GCM_TAG_LEN])
+        } else {
+            let tag_at = mki_at + mki_len;
+            fingerprint(&pkt[tag_at..tag_at + tag_len])
+        };
 
+        // Refuse what the window refuses before any crypto, unless a
+        // restart is allowed (then judged after authentication).
         let known = self.find(h.ssrc);
-        let delta = match known.map(|i| &self.streams[i].rtcp) {
+        let armed = self.restart_budget > 0;
+        let state = match known.map(|i| &self.streams[i].rtcp) {
             Some(st) if st.seen => {
                 let delta = i64::from(index) - i64::from(st.highest);
-                if st.replay.check(delta) != ReplayCheck::Fresh {
+                let fresh = st.replay.check(delta) == ReplayCheck::Fresh;
+                let may_restart = armed && st.restart;
+                if !fresh && !may_restart {
                     return Err(SrtpError::Replayed);
                 }
-                Some(delta)
+                Some((delta, fresh))
             }
             _ => None,
         };
@@ -657,7 +931,7 @@ impl SrtpContext {
                     )
                     .map_err(|_| SrtpError::AuthenticationFailed)?;
                     return self
-                        .commit_rtcp(known, h.ssrc, index, delta)
+                        .commit_rtcp(known, h.ssrc, index, state, fp)
                         .map(|()| rtcp_len);
                 }
                 let mut aad = [0u8; RTCP_CLEAR_LEN + 4];
@@ -671,37 +945,86 @@ impl SrtpContext {
                 .map_err(|_| SrtpError::AuthenticationFailed)?;
             }
         }
-        self.commit_rtcp(known, h.ssrc, index, delta)?;
+        self.commit_rtcp(known, h.ssrc, index, state, fp)?;
         Ok(rtcp_len)
     }
 
+    /// Takes an authenticated SRTCP packet into its stream; `state` is the
+    /// window's view before authentication (`None`: first packet).
     fn commit_rtcp(
         &mut self,
         known: Option<usize>,
         ssrc: u32,
         index: u32,
-        delta: Option<i64>,
+        state: Option<(i64, bool)>,
+        fp: u32,
     ) -> Result<(), SrtpError> {
-        self.packets_left -= 1;
+        let i64_index = u64::from(index);
+        let take = match (known.map(|i| &self.streams[i].rtcp), state) {
+            (Some(st), Some((delta, true))) => {
+                if st.history.retired_replay(i64_index, fp) {
+                    return Err(SrtpError::Replayed);
+                }
+                Take::Normal(delta)
+            }
+            (Some(st), Some((_, false))) => {
+                // Only reachable while a restart is allowed.
+                if st.is_replay(index, fp) {
+                    return Err(SrtpError::Replayed);
+                }
+                Take::Restart
+            }
+            (Some(st), None) => {
+                if st.is_replay(index, fp) {
+                    return Err(SrtpError::Replayed);
+                }
+                Take::First
+            }
+            (None, _) => {
+                if self.forgotten.iter().any(|t| {
+                    t.ssrc == ssrc
+                        && t.rtcp
+                            .is_some_and(|(lo, hi)| lo <= i64_index && i64_index <= hi)
+                }) {
+                    return Err(SrtpError::Replayed);
+                }
+                Take::First
+            }
+        };
         let i = match known {
             Some(i) => i,
-            None => self.stream_or_insert(ssrc),
+            None => self.stream_or_insert(ssrc, true)?,
         };
+        self.packets_left -= 1;
         self.touch(i);
         let st = &mut self.streams[i].rtcp;
-        match delta {
-            Some(d) => {
+        let take = match take {
+            Take::Normal(d) if d > EPOCH_JUMP => Take::Jump,
+            t => t,
+        };
+        match take {
+            Take::Normal(d) => {
                 st.replay.accept(d);
                 if d > 0 {
                     st.highest = index;
                 }
+                st.first = st.first.min(index);
             }
-            None => {
+            Take::First | Take::Restart | Take::Jump => {
+                if st.seen {
+                    st.history
+                        .retire(u64::from(st.first), u64::from(st.highest));
+                }
                 st.seen = true;
+                st.first = index;
                 st.highest = index;
                 st.replay.reset();
+                if matches!(take, Take::Restart) {
+                    st.restart = false;
+                }
             }
         }
+        st.history.record(i64_index, fp);
         Ok(())
     }
 }

@@ -17,15 +17,18 @@
 
 mod cipher;
 mod context;
+mod history;
 mod kdf;
 mod key;
 mod profile;
 mod replay;
 
-pub use context::{SrtpConfig, SrtpContext};
+pub use context::{MAX_FORGOTTEN, SrtpConfig, SrtpContext};
 pub use key::{KeyLengthError, MAX_MKI_LEN, MasterKey, Mki, RandomError};
 pub use profile::{SrtpProfile, UnknownProfile};
 pub use replay::{DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW, MIN_REPLAY_WINDOW};
 
+#[cfg(test)]
+mod restart_tests;
 #[cfg(test)]
 mod tests;
