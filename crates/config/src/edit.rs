@@ -22,7 +22,7 @@ use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use mediagate_sip::VoipSecurity;
+use mediagate_sip::{MediaLatching, MediaSource, VoipSecurity};
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, TableLike, Value};
 
 use crate::{Config, ConfigError, DialPlanConfig, ErrorKind, PeerConfig, keys, transport_name};
@@ -120,6 +120,18 @@ pub fn add_peer(path: &Path, peer: PeerConfig) -> Result<(), ConfigError> {
             table.insert("transport", toml_edit::value(transport_name(t)));
         }
         table.insert("dial_plan", toml_edit::value(peer.dial_plan.as_str()));
+        if peer.media_source != MediaSource::default() {
+            table.insert(
+                "media_source",
+                toml_edit::value(peer.media_source.to_string()),
+            );
+        }
+        if peer.media_latching != MediaLatching::default() {
+            table.insert(
+                "media_latching",
+                toml_edit::value(peer.media_latching.to_string()),
+            );
+        }
         table.decor_mut().set_prefix("\n");
         match doc.get_mut("peer") {
             Some(Item::ArrayOfTables(peers)) => {

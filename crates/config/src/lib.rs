@@ -41,7 +41,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use mediagate_sip::{PeerAddress, Policy, Route, VoipSecurity};
+use mediagate_sip::{MediaLatching, MediaSource, PeerAddress, Policy, Route, VoipSecurity};
 use mediagate_sip_proto::TransportKind;
 
 /// The default of every optional key, each with the reason it was chosen.
@@ -65,8 +65,14 @@ pub mod defaults {
     pub const PORT_MAX: u16 = 39_999;
     /// `media.workers`: 0 = one relay worker per core.
     pub const WORKERS: usize = 0;
-    /// `media.idle_timeout_secs`: a leg without a packet for a minute is reported idle.
-    pub const IDLE_TIMEOUT_SECS: u64 = 60;
+    /// `media.timeout_secs`: a call whose leg sent nothing for a minute is ended, like
+    /// rtpengine's `timeout` (phones send RTP every 20 ms and RTCP every few seconds).
+    pub const TIMEOUT_SECS: u64 = 60;
+    /// `media.hold_timeout_secs`: the same for a call on hold, where silence is normal: an
+    /// hour, like rtpengine's `silent-timeout`.
+    pub const HOLD_TIMEOUT_SECS: u64 = 3600;
+    /// Largest accepted media timeout: a day.
+    pub const TIMEOUT_SECS_MAX: u64 = 86_400;
     /// `media.wakeup_coalesce_us`: 500 µs, the relay's default (invisible to 20 ms audio).
     pub const WAKEUP_COALESCE_US: u64 = 500;
     /// Largest accepted `media.wakeup_coalesce_us`: 10 ms, half a 20 ms packet time.
@@ -205,9 +211,12 @@ pub struct MediaSection {
     pub port_max: u16,
     /// `workers`: relay worker threads; 0 = one per core. Default [`defaults::WORKERS`].
     pub workers: usize,
-    /// `idle_timeout_secs`: a leg idle this long is reported. Default
-    /// [`defaults::IDLE_TIMEOUT_SECS`].
-    pub idle_timeout_secs: u64,
+    /// `timeout_secs` (formerly `idle_timeout_secs`): a call whose leg sent no valid RTP or
+    /// RTCP for this long is ended with BYE on both legs. Default [`defaults::TIMEOUT_SECS`].
+    pub timeout_secs: u64,
+    /// `hold_timeout_secs`: the same while a leg is on hold (`sendonly`, `recvonly`,
+    /// `inactive`). At least `timeout_secs`. Default [`defaults::HOLD_TIMEOUT_SECS`].
+    pub hold_timeout_secs: u64,
     /// `wakeup_coalesce_us`: after a wake-up that relayed only a few packets, a relay worker
     /// pauses this long so the next one handles a batch (like NIC interrupt moderation): less
     /// CPU per packet for at most this much added delay; 0 = off. At most
@@ -216,9 +225,14 @@ pub struct MediaSection {
 }
 
 impl MediaSection {
-    /// `idle_timeout_secs` as a duration.
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.idle_timeout_secs)
+    /// `timeout_secs` as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    /// `hold_timeout_secs` as a duration.
+    pub fn hold_timeout(&self) -> Duration {
+        Duration::from_secs(self.hold_timeout_secs)
     }
 
     /// `wakeup_coalesce_us` as a duration.
@@ -305,6 +319,13 @@ pub struct PeerConfig {
     pub transport: Option<TransportKind>,
     /// `dial_plan`: the name of its dial plan.
     pub dial_plan: String,
+    /// `media_source`: `"sdp"` (default: before the relay latches, plain RTP only from the
+    /// address in the peer's SDP) or `"peer-address"` (also any port of the peer's signaling
+    /// address: peers behind NAT).
+    pub media_source: MediaSource,
+    /// `media_latching`: `"strict"` (default: stay with the first source) or `"follow"` (move
+    /// to a new source `media_source` allows).
+    pub media_latching: MediaLatching,
 }
 
 impl PeerConfig {
@@ -593,6 +614,30 @@ pub fn parse_transport(text: &str) -> Result<TransportKind, String> {
         "udp" => Ok(TransportKind::Udp),
         _ => Err(format!(
             "{text:?} is not a transport (expected tls, tcp or udp)"
+        )),
+    }
+}
+
+/// Parses a peer's `media_source` (`sdp` or `peer-address`).
+pub fn parse_media_source(text: &str) -> Result<MediaSource, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "sdp" => Ok(MediaSource::Sdp),
+        "peer-address" => Ok(MediaSource::PeerAddress),
+        _ => Err(format!(
+            "{text:?} is not \"sdp\" (plain RTP only from the SDP address, the default) or \
+             \"peer-address\" (also from the peer's own address: peers behind NAT)"
+        )),
+    }
+}
+
+/// Parses a peer's `media_latching` (`strict` or `follow`).
+pub fn parse_media_latching(text: &str) -> Result<MediaLatching, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "strict" => Ok(MediaLatching::Strict),
+        "follow" => Ok(MediaLatching::Follow),
+        _ => Err(format!(
+            "{text:?} is not \"strict\" (the default) or \"follow\" (move with a NAT \
+             binding, within media_source)"
         )),
     }
 }

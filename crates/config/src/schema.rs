@@ -63,7 +63,10 @@ pub(crate) struct RawMedia {
     pub(crate) port_min: Option<u16>,
     pub(crate) port_max: Option<u16>,
     pub(crate) workers: Option<usize>,
-    pub(crate) idle_timeout_secs: Option<u64>,
+    /// `idle_timeout_secs` is the name it had before calls were ended on it.
+    #[serde(alias = "idle_timeout_secs")]
+    pub(crate) timeout_secs: Option<u64>,
+    pub(crate) hold_timeout_secs: Option<u64>,
     pub(crate) wakeup_coalesce_us: Option<u64>,
 }
 
@@ -121,4 +124,6 @@ pub(crate) struct RawPeer {
     pub(crate) port: u16,
     pub(crate) transport: Option<String>,
     pub(crate) dial_plan: String,
+    pub(crate) media_source: Option<String>,
+    pub(crate) media_latching: Option<String>,
 }

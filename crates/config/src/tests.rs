@@ -110,7 +110,8 @@ fn a_minimal_file_takes_every_default() {
     assert_eq!(c.media.address, "127.0.0.1".parse::<IpAddr>().unwrap());
     assert_eq!((c.media.port_min, c.media.port_max), (30000, 39999));
     assert_eq!(c.media.workers, 0);
-    assert_eq!(c.media.idle_timeout(), Duration::from_secs(60));
+    assert_eq!(c.media.timeout(), Duration::from_secs(60));
+    assert_eq!(c.media.hold_timeout(), Duration::from_secs(3600));
     assert_eq!(c.media.wakeup_coalesce(), Duration::from_micros(500));
     assert_eq!(
         c.limits,
@@ -528,4 +529,59 @@ fn io_errors_are_their_own_kind() {
             .starts_with(&format!("{}: cannot read: ", missing.display())),
         "{e}"
     );
+}
+
+#[test]
+fn media_timeouts_and_their_old_name() {
+    let c = parse(&format!(
+        "{LISTEN}[media]\ntimeout_secs = 5\nhold_timeout_secs = 90\n"
+    ))
+    .unwrap();
+    assert_eq!((c.media.timeout_secs, c.media.hold_timeout_secs), (5, 90));
+    // `idle_timeout_secs` (before calls were ended on it) still reads as timeout_secs.
+    let c = parse(&format!("{LISTEN}[media]\nidle_timeout_secs = 7\n")).unwrap();
+    assert_eq!((c.media.timeout_secs, c.media.hold_timeout_secs), (7, 3600));
+    // A timeout above the hold default raises the hold default with it.
+    let c = parse(&format!("{LISTEN}[media]\ntimeout_secs = 7200\n")).unwrap();
+    assert_eq!(c.media.hold_timeout_secs, 7200);
+    for (text, key) in [
+        ("timeout_secs = 0", "media.timeout_secs"),
+        ("timeout_secs = 100000", "media.timeout_secs"),
+        (
+            "timeout_secs = 60\nhold_timeout_secs = 30",
+            "media.hold_timeout_secs",
+        ),
+    ] {
+        let e = error(&format!("{LISTEN}[media]\n{text}\n"));
+        assert_eq!(e.key, key, "{text}: {e}");
+    }
+}
+
+#[test]
+fn peer_media_source_and_latching() {
+    let plan = "[[dial_plan]]\nname = \"plain\"\nvoip_security = \"Unsecured\"\n";
+    let peer = |extra: &str| {
+        format!(
+            "{LISTEN}{plan}[[peer]]\nname = \"pbx\"\naddress = \"192.0.2.7\"\nport = 5060\ndial_plan = \"plain\"\n{extra}"
+        )
+    };
+    let c = parse(&peer("")).unwrap();
+    assert_eq!(c.peers[0].media_source, MediaSource::Sdp);
+    assert_eq!(c.peers[0].media_latching, MediaLatching::Strict);
+    let c = parse(&peer(
+        "media_source = \"peer-address\"\nmedia_latching = \"follow\"\n",
+    ))
+    .unwrap();
+    assert_eq!(c.peers[0].media_source, MediaSource::PeerAddress);
+    assert_eq!(c.peers[0].media_latching, MediaLatching::Follow);
+    let p = c.policy().peer("pbx").cloned().unwrap();
+    assert_eq!(
+        (p.media_source, p.media_latching),
+        (MediaSource::PeerAddress, MediaLatching::Follow)
+    );
+    let e = error(&peer("media_source = \"anywhere\"\n"));
+    assert_eq!(e.key, "peer[pbx].media_source", "{e}");
+    assert!(e.problem.contains("peer-address"), "{e}");
+    let e = error(&peer("media_latching = \"off\"\n"));
+    assert_eq!(e.key, "peer[pbx].media_latching", "{e}");
 }

@@ -12,8 +12,8 @@ use mediagate_sip::{
 use crate::schema::{RawConfig, RawDialPlan, RawPeer};
 use crate::{
     AdminSection, Config, ConfigSource, DialPlanConfig, GatewaySection, LimitsSection,
-    ListenSection, MediaSection, PeerConfig, TlsSection, defaults, keys, parse_transport,
-    parse_voip_security, transport_name,
+    ListenSection, MediaSection, PeerConfig, TlsSection, defaults, keys, parse_media_latching,
+    parse_media_source, parse_transport, parse_voip_security, transport_name,
 };
 
 /// A problem: the key and what is wrong with it.
@@ -78,6 +78,8 @@ pub(crate) fn validate(raw: RawConfig, source: ConfigSource) -> Result<Config, P
                 transport: p
                     .transport_in(security_of(&p.dial_plan).unwrap_or(defaults::VOIP_SECURITY)),
                 dial_plan: p.dial_plan.clone(),
+                media_source: p.media_source,
+                media_latching: p.media_latching,
             })
             .collect(),
         &PolicyOptions {
@@ -337,9 +339,28 @@ fn media(raw: &RawConfig, listen: &ListenSection) -> Result<MediaSection, Proble
             format!("{workers} worker threads is not sane (0 = one per core)"),
         );
     }
-    let idle_timeout_secs = m.idle_timeout_secs.unwrap_or(defaults::IDLE_TIMEOUT_SECS);
-    if idle_timeout_secs == 0 {
-        return bad("media.idle_timeout_secs", "must be at least 1 second");
+    let timeout_secs = m.timeout_secs.unwrap_or(defaults::TIMEOUT_SECS);
+    if timeout_secs == 0 || timeout_secs > defaults::TIMEOUT_SECS_MAX {
+        return bad(
+            "media.timeout_secs",
+            format!(
+                "{timeout_secs} is not between 1 and {} seconds",
+                defaults::TIMEOUT_SECS_MAX
+            ),
+        );
+    }
+    let hold_timeout_secs = m
+        .hold_timeout_secs
+        .unwrap_or(defaults::HOLD_TIMEOUT_SECS.max(timeout_secs));
+    if hold_timeout_secs < timeout_secs || hold_timeout_secs > defaults::TIMEOUT_SECS_MAX {
+        return bad(
+            "media.hold_timeout_secs",
+            format!(
+                "{hold_timeout_secs} is not between media.timeout_secs ({timeout_secs}) and {} \
+                 seconds: a call on hold is silent by design",
+                defaults::TIMEOUT_SECS_MAX
+            ),
+        );
     }
     let wakeup_coalesce_us = m.wakeup_coalesce_us.unwrap_or(defaults::WAKEUP_COALESCE_US);
     if wakeup_coalesce_us > defaults::WAKEUP_COALESCE_US_MAX {
@@ -358,7 +379,8 @@ fn media(raw: &RawConfig, listen: &ListenSection) -> Result<MediaSection, Proble
         port_min,
         port_max,
         workers,
-        idle_timeout_secs,
+        timeout_secs,
+        hold_timeout_secs,
         wakeup_coalesce_us,
     })
 }
@@ -548,12 +570,26 @@ fn peer(raw: &RawPeer, key: &str) -> Result<PeerConfig, Problem> {
         .as_deref()
         .map(|t| parse_transport(t).map_err(|e| (format!("{key}.transport"), e)))
         .transpose()?;
+    let media_source = raw
+        .media_source
+        .as_deref()
+        .map(|v| parse_media_source(v).map_err(|e| (format!("{key}.media_source"), e)))
+        .transpose()?
+        .unwrap_or_default();
+    let media_latching = raw
+        .media_latching
+        .as_deref()
+        .map(|v| parse_media_latching(v).map_err(|e| (format!("{key}.media_latching"), e)))
+        .transpose()?
+        .unwrap_or_default();
     Ok(PeerConfig {
         name: raw.name.clone(),
         address,
         port: raw.port,
         transport,
         dial_plan: raw.dial_plan.clone(),
+        media_source,
+        media_latching,
     })
 }
 

@@ -85,6 +85,9 @@ pub struct CryptoAttribute {
     pub key: MasterKey,
     /// `WSH=` window size hint (RFC 4568 §6.3.7), if the peer sent one.
     pub window_size_hint: Option<u32>,
+    /// The suite name as written (some PBXs spell the AES-256 suites
+    /// `AES_CM_256_…`); an answer repeats it.
+    pub suite: &'static str,
 }
 
 impl CryptoAttribute {
@@ -94,6 +97,7 @@ impl CryptoAttribute {
             tag,
             key: MasterKey::generate(profile)?,
             window_size_hint: None,
+            suite: profile.sdes_name(),
         })
     }
 
@@ -171,6 +175,7 @@ impl CryptoAttribute {
             tag,
             key,
             window_size_hint,
+            suite: profile.sdes_spelling(suite),
         })
     }
 }
@@ -197,7 +202,7 @@ impl fmt::Display for CryptoAttribute {
             f,
             "{} {} inline:{}",
             self.tag,
-            self.profile().sdes_name(),
+            self.suite,
             B64.encode(self.key.key_and_salt())
         )?;
         if let Some(lifetime) = self.key.lifetime() {
@@ -223,6 +228,7 @@ impl fmt::Debug for CryptoAttribute {
             .field("tag", &self.tag)
             .field("key", &self.key)
             .field("window_size_hint", &self.window_size_hint)
+            .field("suite", &self.suite)
             .finish()
     }
 }
@@ -253,10 +259,13 @@ pub fn select<'a>(
         .min_by_key(|c| c.profile().strength_rank())
 }
 
-/// The answer to an accepted offer line: same tag and suite, a fresh key of
-/// our own (keys are never reused across legs or directions, R-MEDIA-2).
+/// The answer to an accepted offer line: same tag and suite (spelled as
+/// offered), a fresh key of our own (keys are never reused across legs or
+/// directions, R-MEDIA-2).
 pub fn answer(accepted: &CryptoAttribute) -> Result<CryptoAttribute, RandomError> {
-    CryptoAttribute::generate(accepted.tag, accepted.profile())
+    let mut a = CryptoAttribute::generate(accepted.tag, accepted.profile())?;
+    a.suite = accepted.suite;
+    Ok(a)
 }
 
 /// In an answer, finds the line that accepts one of our offered attributes
@@ -305,6 +314,13 @@ mod tests {
             let a = CryptoAttribute::parse(&format!("2 {suite} inline:{unpadded}")).unwrap();
             assert_eq!(a.profile(), SrtpProfile::AesCm256HmacSha1_80);
             assert_eq!(a.key.key_and_salt(), &[7u8; 46][..]);
+            // The answer repeats the offered spelling (RFC 4568 §5.1.2).
+            let ans = answer(&a).unwrap();
+            assert!(
+                ans.to_string().starts_with(&format!("2 {suite} inline:")),
+                "{ans}"
+            );
+            assert_ne!(ans.key, a.key);
         }
     }
 

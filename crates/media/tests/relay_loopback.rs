@@ -119,6 +119,11 @@ fn plain_to_plain_both_ways_with_rtcp() {
         spec.remote_rtcp = Some(b_rtcp.local_addr().unwrap());
         r.set_leg(c.ports.id, Side::B, spec).unwrap();
     }
+    // A sends its RTCP from its RTP socket: its SDP says so (a=rtcp), and
+    // only a signalled address may send before the leg latches.
+    let a_spec = LegSpec::plain(Some(c.a.local_addr().unwrap()))
+        .with_remote_rtcp(Some(c.a.local_addr().unwrap()));
+    r.set_leg(c.ports.id, Side::A, a_spec).unwrap();
     let mut a_rtcp_port = c.ports.a_rtp;
     a_rtcp_port.set_port(a_rtcp_port.port() + 1);
     let rr = rtcp_rr(1, 3);

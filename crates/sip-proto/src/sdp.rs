@@ -16,6 +16,18 @@
 //! legs), `a=rtcp` (dropped: the gateway uses port+1 or rtcp-mux) and ICE attributes (they
 //! name the peer's addresses). Everything else — codecs, `a=rtcp-mux`, direction attributes,
 //! telephone-event `rtpmap`/`fmtp`, unknown lines — passes through unchanged and in order.
+//!
+//! Offer/answer rules (RFC 3264, 4568, 8643):
+//! - The answer has as many `m=` lines as the offer. Each audio RTP stream with a port is
+//!   anchored (its own relay ports, [`MediaLeg::set_local`]); every other stream, and every
+//!   stream offered with port 0, is answered with port 0.
+//! - A multicast or broadcast connection address is refused ([`SdpError::UnusableAddress`]);
+//!   `0.0.0.0` means old-style hold and is never a media target.
+//! - A leg without SRTP refuses an `RTP/SAVP(F)` offer ([`SdpError::SrtpNotAllowed`], 488):
+//!   the dial plan's mode is the operator's statement, not silently upgraded. An `RTP/AVP`
+//!   offer with `a=crypto` (opportunistic SRTP, RFC 8643) is answered plain there, and with the
+//!   offer's profile plus a crypto line on a Secured leg.
+//! - The answer's crypto line repeats the offered suite name.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -94,6 +106,90 @@ impl MediaSection {
     pub fn is_savp(&self) -> bool {
         self.proto.to_ascii_uppercase().contains("SAVP")
     }
+
+    /// True for an RTP profile (`RTP/AVP`, `RTP/SAVP`, `RTP/AVPF`, `RTP/SAVPF`).
+    pub fn is_rtp(&self) -> bool {
+        self.proto.to_ascii_uppercase().starts_with("RTP/")
+    }
+
+    /// The media-level direction attribute, if any.
+    pub fn direction_attribute(&self) -> Option<Direction> {
+        direction_in(&self.lines)
+    }
+
+    /// The `a=rtcp` port and address (RFC 3605), if present.
+    pub fn rtcp_attribute(&self) -> Option<(u16, Option<IpAddr>)> {
+        let v = self.lines.iter().find_map(|l| l.attribute_value("rtcp"))?;
+        let mut f = v.split_ascii_whitespace();
+        let port = f.next()?.parse().ok()?;
+        let addr = match (f.next(), f.next(), f.next()) {
+            (Some(_net), Some(_kind), Some(a)) => a.parse().ok(),
+            _ => None,
+        };
+        Some((port, addr))
+    }
+}
+
+/// The direction of a media stream (RFC 4566 §6, RFC 3264 §5.1), as its sender means it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// `a=sendrecv` (the default).
+    #[default]
+    SendRecv,
+    /// `a=sendonly`: the author sends and does not receive (hold).
+    SendOnly,
+    /// `a=recvonly`: the author receives only.
+    RecvOnly,
+    /// `a=inactive`: neither.
+    Inactive,
+}
+
+impl Direction {
+    /// The direction an answer gives to an offered direction (RFC 3264 §6.1).
+    pub fn answer(self) -> Direction {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            d => d,
+        }
+    }
+
+    /// True when the author of the SDP sends media.
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    /// True when the author of the SDP receives media.
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+
+    /// The attribute name (`sendrecv`, ...).
+    pub fn attribute(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Direction> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "sendrecv" => Direction::SendRecv,
+            "sendonly" => Direction::SendOnly,
+            "recvonly" => Direction::RecvOnly,
+            "inactive" => Direction::Inactive,
+            _ => return None,
+        })
+    }
+}
+
+fn direction_in(lines: &[Line]) -> Option<Direction> {
+    lines
+        .iter()
+        .filter(|l| l.kind == 'a')
+        .find_map(|l| Direction::parse(l.value.trim()))
 }
 
 /// A parsed session description.
@@ -127,6 +223,21 @@ pub enum SdpError {
     /// The answer has a different number of media sections than our offer.
     #[error("answer does not match the offer's media sections")]
     AnswerMismatch,
+    /// A media stream's connection address is multicast or broadcast: the gateway relays
+    /// unicast only (488).
+    #[error("media address {0} is not unicast")]
+    UnusableAddress(IpAddr),
+    /// `RTP/SAVP` offered on a leg whose dial plan does not use SRTP (488).
+    #[error("RTP/SAVP offered, but this dial plan does not use SRTP")]
+    SrtpNotAllowed,
+}
+
+/// True for an address media may be sent to: unicast and not unspecified.
+fn usable_target(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !v4.is_multicast() && !v4.is_broadcast() && !v4.is_unspecified(),
+        IpAddr::V6(v6) => !v6.is_multicast() && !v6.is_unspecified(),
+    }
 }
 
 fn connection_addr(value: &str) -> Option<IpAddr> {
@@ -186,11 +297,57 @@ impl Sdp {
     }
 
     /// The RTP address of media section `i`: its `c=` (or the session's) and port; `None` when
-    /// the port is 0 or the address is unspecified (hold with `c=0.0.0.0`).
+    /// the port is 0 or the address is not a unicast target (hold with `c=0.0.0.0`, multicast,
+    /// broadcast).
     pub fn rtp_address(&self, i: usize) -> Option<SocketAddr> {
         let m = self.media.get(i)?;
         let ip = m.connection().or_else(|| self.session_connection())?;
-        (m.port != 0 && !ip.is_unspecified()).then_some(SocketAddr::new(ip, m.port))
+        (m.port != 0 && usable_target(ip)).then_some(SocketAddr::new(ip, m.port))
+    }
+
+    /// Like [`Sdp::rtp_address`], but a multicast or broadcast address is an error (the peer
+    /// asks for something the gateway cannot do) rather than "no target".
+    pub fn media_target(&self, i: usize) -> Result<Option<SocketAddr>, SdpError> {
+        let Some(m) = self.media.get(i) else {
+            return Ok(None);
+        };
+        let Some(ip) = m.connection().or_else(|| self.session_connection()) else {
+            return Ok(None);
+        };
+        if m.port == 0 || ip.is_unspecified() {
+            return Ok(None);
+        }
+        if !usable_target(ip) {
+            return Err(SdpError::UnusableAddress(ip));
+        }
+        Ok(Some(SocketAddr::new(ip, m.port)))
+    }
+
+    /// The RTCP address of media section `i`: `a=rtcp` (RFC 3605) when present, else `None`
+    /// (RTP port + 1, or the RTP address with rtcp-mux).
+    pub fn rtcp_address(&self, i: usize) -> Option<SocketAddr> {
+        let rtp = self.rtp_address(i)?;
+        let (port, ip) = self.media.get(i)?.rtcp_attribute()?;
+        let ip = ip.unwrap_or(rtp.ip());
+        (port != 0 && usable_target(ip)).then_some(SocketAddr::new(ip, port))
+    }
+
+    /// The direction of media section `i`: its own attribute, else the session's, else
+    /// `sendrecv`.
+    pub fn direction(&self, i: usize) -> Direction {
+        self.media
+            .get(i)
+            .and_then(MediaSection::direction_attribute)
+            .or_else(|| direction_in(&self.session))
+            .unwrap_or_default()
+    }
+
+    /// True when media section `i` is an audio RTP stream with a port: one the gateway
+    /// anchors. Other streams are answered with port 0.
+    pub fn is_anchorable(&self, i: usize) -> bool {
+        self.media
+            .get(i)
+            .is_some_and(|m| m.media.eq_ignore_ascii_case("audio") && m.is_rtp() && m.port != 0)
     }
 }
 
@@ -240,8 +397,15 @@ impl fmt::Display for Sdp {
 /// What a leg negotiated for one media section; what the media anchor needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamParams {
+    /// The stream is anchored (an audio RTP stream with a port); `false` for streams answered
+    /// with port 0.
+    pub anchored: bool,
     /// The peer's RTP address (`None` on hold with 0.0.0.0 or a rejected stream).
     pub remote_rtp: Option<SocketAddr>,
+    /// The peer's RTCP address from `a=rtcp`, if it gave one.
+    pub remote_rtcp: Option<SocketAddr>,
+    /// The direction the peer's SDP gives the stream (from the peer's point of view).
+    pub direction: Direction,
     /// The peer uses `a=rtcp-mux`.
     pub rtcp_mux: bool,
     /// SRTP keys on a Secured leg: `(rx, tx)`, rx = the key the peer encrypts with (its
@@ -262,12 +426,16 @@ struct StreamKeys {
     remote_line: Option<String>,
     /// The peer's key in effect.
     remote: Option<CryptoAttribute>,
+    /// The peer offered SRTP under `RTP/AVP` (RFC 8643): answer with its profile.
+    osrtp: bool,
 }
 
 /// SDP state of one leg of a call. See the module documentation.
 #[derive(Debug, Clone)]
 pub struct MediaLeg {
-    local: SocketAddr,
+    ip: IpAddr,
+    /// Our RTP port per media section; `None`: not anchored (answered with port 0).
+    ports: Vec<Option<u16>>,
     secure: bool,
     streams: Vec<StreamKeys>,
 }
@@ -284,17 +452,40 @@ const ICE_ATTRIBUTES: [&str; 6] = [
 impl MediaLeg {
     /// A leg whose media the gateway anchors at `local`; `secure` for a Secured dial plan
     /// (RTP/SAVP with SDES), otherwise plain RTP/AVP and never any `a=crypto`.
+    /// `local` is the first stream's address; more streams get theirs from
+    /// [`MediaLeg::set_local`].
     pub fn new(local: SocketAddr, secure: bool) -> MediaLeg {
         MediaLeg {
-            local,
+            ip: local.ip(),
+            ports: vec![Some(local.port())],
             secure,
             streams: Vec::new(),
         }
     }
 
-    /// The gateway's media address on this leg.
+    /// The gateway's media address of the first stream on this leg.
     pub fn local(&self) -> SocketAddr {
-        self.local
+        SocketAddr::new(self.ip, self.ports.first().copied().flatten().unwrap_or(0))
+    }
+
+    /// Our media address of stream `i` (`None`: not anchored).
+    pub fn local_of(&self, i: usize) -> Option<SocketAddr> {
+        self.ports
+            .get(i)
+            .copied()
+            .flatten()
+            .map(|p| SocketAddr::new(self.ip, p))
+    }
+
+    /// Sets our media address of stream `i` (`None`: answered with port 0).
+    pub fn set_local(&mut self, i: usize, local: Option<SocketAddr>) {
+        if self.ports.len() <= i {
+            self.ports.resize(i + 1, None);
+        }
+        self.ports[i] = local.map(|a| a.port());
+        if let Some(a) = local {
+            self.ip = a.ip();
+        }
     }
 
     /// True for a Secured leg.
@@ -317,15 +508,18 @@ impl MediaLeg {
         let secure = self.secure;
         let mut out = Vec::with_capacity(offer.media.len());
         for (i, m) in offer.media.iter().enumerate() {
-            let remote_rtp = offer.rtp_address(i);
-            let rtcp_mux = m.rtcp_mux();
-            if !secure || m.port == 0 {
-                out.push(StreamParams {
-                    remote_rtp,
-                    rtcp_mux,
-                    keys: None,
-                    key_changed: false,
-                });
+            let mut p = stream_params(offer, i)?;
+            if !p.anchored {
+                out.push(p);
+                continue;
+            }
+            if !secure {
+                if m.is_savp() {
+                    return Err(SdpError::SrtpNotAllowed);
+                }
+                // RTP/AVP with a=crypto (RFC 8643) is answered plain here.
+                self.stream(i).osrtp = false;
+                out.push(p);
                 continue;
             }
             let chosen = sdes::select(m.crypto_lines(), &SrtpProfile::ALL)
@@ -336,18 +530,16 @@ impl MediaLeg {
                 .find(|l| CryptoAttribute::parse(l).is_ok_and(|c| c == chosen))
                 .map(str::to_owned);
             let s = self.stream(i);
+            s.osrtp = !m.is_savp();
             let changed = s.remote_line != line || s.local.is_none();
             if changed {
                 s.local = Some(sdes::answer(&chosen).map_err(|_| SdpError::Random)?);
                 s.remote_line = line;
                 s.remote = Some(chosen);
             }
-            out.push(StreamParams {
-                remote_rtp,
-                rtcp_mux,
-                keys: keys_of(s),
-                key_changed: changed,
-            });
+            p.keys = keys_of(s);
+            p.key_changed = changed;
+            out.push(p);
         }
         Ok(out)
     }
@@ -358,7 +550,7 @@ impl MediaLeg {
     pub fn local_offer(&mut self, template: &Sdp, renew_keys: bool) -> Result<Sdp, SdpError> {
         let mut sdp = self.rewrite(template);
         for (i, m) in sdp.media.iter_mut().enumerate() {
-            if !self.secure || m.port == 0 {
+            if !self.secure || m.port == 0 || !m.is_rtp() {
                 continue;
             }
             let s = self.stream(i);
@@ -378,15 +570,9 @@ impl MediaLeg {
         let secure = self.secure;
         let mut out = Vec::with_capacity(answer.media.len());
         for (i, m) in answer.media.iter().enumerate() {
-            let remote_rtp = answer.rtp_address(i);
-            let rtcp_mux = m.rtcp_mux();
-            if !secure || m.port == 0 {
-                out.push(StreamParams {
-                    remote_rtp,
-                    rtcp_mux,
-                    keys: None,
-                    key_changed: false,
-                });
+            let mut p = stream_params(answer, i)?;
+            if !secure || !p.anchored {
+                out.push(p);
                 continue;
             }
             let s = self.stream(i);
@@ -397,12 +583,10 @@ impl MediaLeg {
             s.local = Some(ours);
             s.remote = Some(theirs);
             s.remote_line = None;
-            out.push(StreamParams {
-                remote_rtp,
-                rtcp_mux,
-                keys: keys_of(s),
-                key_changed: changed,
-            });
+            s.osrtp = false;
+            p.keys = keys_of(s);
+            p.key_changed = changed;
+            out.push(p);
         }
         Ok(out)
     }
@@ -412,10 +596,17 @@ impl MediaLeg {
     pub fn local_answer(&mut self, template: &Sdp) -> Sdp {
         let mut sdp = self.rewrite(template);
         for (i, m) in sdp.media.iter_mut().enumerate() {
-            if !self.secure || m.port == 0 {
+            if !self.secure || m.port == 0 || !m.is_rtp() {
                 continue;
             }
-            if let Some(c) = self.streams.get(i).and_then(|s| s.local.as_ref()) {
+            let Some(s) = self.streams.get(i) else {
+                continue;
+            };
+            if s.osrtp {
+                // RFC 8643: the answer keeps the offer's RTP/AVP(F) profile.
+                m.proto = leg_proto(&m.proto, false);
+            }
+            if let Some(c) = s.local.as_ref() {
                 m.lines.push(Line::new('a', format!("crypto:{c}")));
             }
         }
@@ -424,7 +615,7 @@ impl MediaLeg {
 
     /// Copy of `template` with our address, ports and profile; crypto and ICE removed.
     fn rewrite(&self, template: &Sdp) -> Sdp {
-        let ip = self.local.ip();
+        let ip = self.ip;
         let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
         let mut sdp = template.clone();
         for l in &mut sdp.session {
@@ -437,9 +628,15 @@ impl MediaLeg {
         sdp.session
             .retain(|l| !l.attribute().is_some_and(|a| ICE_ATTRIBUTES.contains(&a)));
         let session_has_c = sdp.session.iter().any(|l| l.kind == 'c');
-        for m in &mut sdp.media {
+        for (i, m) in sdp.media.iter_mut().enumerate() {
             if m.port != 0 {
-                m.port = self.local.port();
+                // Anchored streams get our port; any other stream is refused with port 0.
+                let anchorable = m.media.eq_ignore_ascii_case("audio") && m.is_rtp();
+                m.port = if anchorable {
+                    self.ports.get(i).copied().flatten().unwrap_or(0)
+                } else {
+                    0
+                };
                 m.port_count = None;
             }
             m.proto = leg_proto(&m.proto, self.secure);
@@ -468,6 +665,21 @@ impl MediaLeg {
         }
         sdp
     }
+}
+
+/// The stream facts of media section `i` (keys are filled in by the caller).
+fn stream_params(sdp: &Sdp, i: usize) -> Result<StreamParams, SdpError> {
+    let anchored = sdp.is_anchorable(i);
+    let m = &sdp.media[i];
+    Ok(StreamParams {
+        anchored,
+        remote_rtp: if anchored { sdp.media_target(i)? } else { None },
+        remote_rtcp: if anchored { sdp.rtcp_address(i) } else { None },
+        direction: sdp.direction(i),
+        rtcp_mux: m.rtcp_mux(),
+        keys: None,
+        key_changed: false,
+    })
 }
 
 fn keys_of(s: &StreamKeys) -> Option<(MasterKey, MasterKey)> {

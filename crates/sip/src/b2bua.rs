@@ -27,15 +27,15 @@ use mediagate_sip_proto::message::{
     Header, Method, NameAddr, Param, Request, Response, RetryAfter, StatusCode, Uri, Via,
     ViaTransport, ip_host,
 };
-use mediagate_sip_proto::sdp::{MediaLeg, Sdp, SdpError, StreamParams};
+use mediagate_sip_proto::sdp::{Direction, MediaLeg, Sdp, SdpError, StreamParams};
 use mediagate_sip_proto::{
     Config, Dialog, Endpoint, Event, Output, Remote, StreamAction, TransactionId, Transmit,
     TransportKind,
 };
 
-use crate::media::{CallKey, MediaAnchor, Side};
+use crate::media::{CallKey, LegMedia, MediaAnchor, Side};
 use crate::metrics::SipMetrics;
-use crate::policy::{PeerAddress, Policy, PolicyHandle, Target};
+use crate::policy::{MediaLatching, MediaSource, PeerAddress, Policy, PolicyHandle, Target};
 
 /// Methods we answer, for `Allow` headers.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, PRACK";
@@ -95,6 +95,11 @@ pub trait LocalEndpoint: Send + Sync + 'static {
     fn answer(&self, call: CallKey, offer: &Sdp) -> Result<Sdp, StatusCode>;
     /// The call ended (BYE, CANCEL or shutdown); release what `answer` set up.
     fn hangup(&self, call: CallKey);
+    /// The caller put the call on hold or resumed it: the endpoint sends media only while
+    /// `sending` (RFC 3264: an endpoint that answered `recvonly` or `inactive` sends nothing).
+    fn set_sending(&self, call: CallKey, sending: bool) {
+        let _ = (call, sending);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +116,9 @@ struct Leg {
     remote: Remote,
     dialog: Option<Dialog>,
     media: MediaLeg,
+    /// How the relay accepts this leg's plain RTP (from the peer's configuration).
+    source: MediaSource,
+    latching: MediaLatching,
     /// The SDP we last sent on this leg (answer to a re-INVITE without offer).
     last_sdp: Option<Sdp>,
 }
@@ -139,6 +147,8 @@ struct Call {
     echo_answer: Option<Sdp>,
     /// Delayed offer: our ACK for B's 2xx, held until the caller's ACK brings the answer.
     b_ack_pending: Option<Request>,
+    /// The media streams (`m=` indices) anchored in the relay.
+    streams: Vec<usize>,
 }
 
 impl Call {
@@ -292,6 +302,48 @@ impl B2bua {
                 self.end_call(now, key, None);
             }
         }
+        self.drain(now);
+    }
+
+    /// Input: the media of `call` is dead — the relay saw nothing valid from the peer of leg
+    /// `side` for `idle_for` (the media timeout; the hold timeout when `on_hold`). An answered
+    /// call ends with BYE on both legs carrying `Reason: SIP;cause=408` (RFC 3326), is logged
+    /// (`GW3003`) and counted; its media ports are released. A call still being set up is left
+    /// alone: the relay reports again once the answer sets the legs anew.
+    pub fn media_timeout(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        side: Side,
+        idle_for: std::time::Duration,
+        on_hold: bool,
+    ) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if call.state != CallState::Confirmed {
+            return;
+        }
+        let silent = match side {
+            Side::A => call.a_peer.as_str(),
+            Side::B => call.b_peer.as_deref().unwrap_or("echo"),
+        };
+        tracing::warn!(
+            code = "GW3003",
+            call = %key,
+            side = side.name(),
+            peer = silent,
+            idle_secs = idle_for.as_secs(),
+            on_hold,
+            "GW3003 call ended: no media from a leg's peer"
+        );
+        SipMetrics::add(&self.metrics.media_timeouts, 1);
+        let text = format!(
+            "SIP;cause=408;text=\"Media Timeout: nothing from the {} for {} s\"",
+            side.role(),
+            idle_for.as_secs()
+        );
+        self.end_call_with(now, key, None, Some(&text));
         self.drain(now);
     }
 
@@ -679,14 +731,43 @@ impl B2bua {
             Target::Echo => (None, remote, false),
         };
 
-        let (a_addr, b_addr) = match self.media.allocate(key) {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(call = %key, %e, "media allocation failed: 503");
-                return self.reply(now, id, &req, StatusCode::SERVICE_UNAVAILABLE);
-            }
+        // One relay pair per audio stream of the offer (the first stream, speculatively, for
+        // a delayed offer); every other stream is answered with port 0.
+        let wanted: Vec<usize> = match &offer {
+            Some(o) => (0..o.media.len()).filter(|i| o.is_anchorable(*i)).collect(),
+            None => vec![0],
         };
-        let mut a_media = MediaLeg::new(a_addr, a_secure);
+        if wanted.is_empty() {
+            tracing::info!(call = %key, peer = %peer_name, "offer without an audio stream: 488");
+            return self.reply_reason(
+                now,
+                id,
+                &req,
+                StatusCode::NOT_ACCEPTABLE_HERE,
+                Some("Not Acceptable Here (no audio RTP stream)".into()),
+            );
+        }
+        let mut addrs = Vec::with_capacity(wanted.len());
+        for &i in &wanted {
+            match self.media.allocate(key, i) {
+                Ok((a, b)) => addrs.push((i, a, b)),
+                Err(e) => {
+                    self.media.release(key);
+                    tracing::warn!(call = %key, %e, "media allocation failed: 503");
+                    return self.reply(now, id, &req, StatusCode::SERVICE_UNAVAILABLE);
+                }
+            }
+        }
+        let mut a_media = MediaLeg::new(addrs[0].1, a_secure);
+        let mut b_media = MediaLeg::new(addrs[0].2, b_secure);
+        if addrs[0].0 != 0 {
+            a_media.set_local(0, None);
+            b_media.set_local(0, None);
+        }
+        for &(i, a, b) in &addrs {
+            a_media.set_local(i, Some(a));
+            b_media.set_local(i, Some(b));
+        }
         let a_params = match offer
             .as_ref()
             .map_or(Ok(Vec::new()), |o| a_media.on_remote_offer(o))
@@ -704,7 +785,14 @@ impl B2bua {
                 );
             }
         };
-        self.set_leg(key, Side::A, &a_params);
+        let (a_source, a_latching) = policy
+            .peer(&peer_name)
+            .map(|p| (p.media_source, p.media_latching))
+            .unwrap_or_default();
+        let (b_source, b_latching) = b_peer
+            .as_ref()
+            .map(|p| (p.media_source, p.media_latching))
+            .unwrap_or_default();
         let a_tag = self.ep.new_tag();
         let mut call = Call {
             key,
@@ -716,12 +804,16 @@ impl B2bua {
                 remote,
                 dialog: None,
                 media: a_media,
+                source: a_source,
+                latching: a_latching,
                 last_sdp: None,
             },
             b: Leg {
                 remote: b_remote,
                 dialog: None,
-                media: MediaLeg::new(b_addr, b_secure),
+                media: b_media,
+                source: b_source,
+                latching: b_latching,
                 last_sdp: None,
             },
             a_invite: req,
@@ -735,7 +827,9 @@ impl B2bua {
             echo: b_peer.is_none(),
             echo_answer: None,
             b_ack_pending: None,
+            streams: wanted,
         };
+        apply_leg(&*self.media, &call, Side::A, &a_params);
         self.inbound.insert(id, key);
 
         let Some(peer) = b_peer else {
@@ -822,7 +916,7 @@ impl B2bua {
         match result {
             Ok((pb, a_sdp)) => {
                 tracing::info!(code = "GW1210", call = %key, to_peer = "echo", "call routed");
-                self.set_leg(key, Side::B, &pb);
+                apply_leg(&*self.media, &call, Side::B, &pb);
                 self.calls.insert(key, call);
                 self.answer_a(now, key, StatusCode::OK, "OK".into(), Some(a_sdp), true);
             }
@@ -894,12 +988,33 @@ impl B2bua {
     }
 
     fn set_leg(&self, key: CallKey, side: Side, params: &[StreamParams]) {
-        if let Some(p) = params.first()
-            && let Err(e) = self
-                .media
-                .set_leg(key, side, p.remote_rtp, p.rtcp_mux, p.keys.clone())
-        {
-            tracing::warn!(call = %key, ?side, %e, "media set_leg failed");
+        if let Some(call) = self.calls.get(&key) {
+            apply_leg(&*self.media, call, side, params);
+        }
+    }
+
+    /// Anchors the audio streams of `sdp` that have no relay pair yet (a delayed offer, or a
+    /// re-INVITE adding a stream). A stream that cannot get ports is answered with port 0.
+    fn ensure_streams(&mut self, key: CallKey, sdp: &Sdp) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let missing: Vec<usize> = (0..sdp.media.len())
+            .filter(|i| sdp.is_anchorable(*i) && !call.streams.contains(i))
+            .collect();
+        for i in missing {
+            match self.media.allocate(key, i) {
+                Ok((a, b)) => {
+                    if let Some(call) = self.calls.get_mut(&key) {
+                        call.a.media.set_local(i, Some(a));
+                        call.b.media.set_local(i, Some(b));
+                        call.streams.push(i);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(call = %key, stream = i, %e, "media stream not anchored: port 0")
+                }
+            }
         }
     }
 
@@ -1156,13 +1271,16 @@ impl B2bua {
     /// Delayed offer: B's 2xx carries the offer. Rewrite it as our offer to A (in A's 2xx) and
     /// hold the ACK to B until A's ACK brings the answer.
     fn on_delayed_offer(&mut self, now: Instant, key: CallKey, resp: &Response, ack: Request) {
-        let Some(call) = self.calls.get_mut(&key) else {
-            return;
-        };
         let offer = if is_sdp(&resp.headers, &resp.body) {
             Sdp::parse(&resp.body).ok()
         } else {
             None
+        };
+        if let Some(o) = &offer {
+            self.ensure_streams(key, o);
+        }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
         };
         let negotiated = offer.map(|o| {
             let pb = call.b.media.on_remote_offer(&o);
@@ -1388,7 +1506,15 @@ impl B2bua {
         if busy {
             return self.reply(now, id, &req, StatusCode::REQUEST_PENDING);
         }
-        let (offer, params) = match remote_offer(call, side, &req) {
+        let offer = match parse_offer(&req) {
+            Ok(o) => o,
+            Err((status, reason)) => return self.reply_reason(now, id, &req, status, Some(reason)),
+        };
+        self.ensure_streams(key, &offer);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let params = match negotiate(call, side, &offer) {
             Ok(x) => x,
             Err((status, reason)) => return self.reply_reason(now, id, &req, status, Some(reason)),
         };
@@ -1448,22 +1574,72 @@ impl B2bua {
         side: Side,
         req: Request,
     ) {
+        let offer = match parse_offer(&req) {
+            Ok(o) => o,
+            Err((status, reason)) => return self.reply_reason(now, id, &req, status, Some(reason)),
+        };
         let Some(call) = self.calls.get_mut(&key) else {
             return self.reply(now, id, &req, StatusCode::CALL_DOES_NOT_EXIST);
         };
-        let (offer, params) = match remote_offer(call, side, &req) {
+        let params = match negotiate(call, side, &offer) {
             Ok(x) => x,
             Err((status, reason)) => return self.reply_reason(now, id, &req, status, Some(reason)),
         };
-        let template = call.echo_answer.clone().unwrap_or_else(|| offer.clone());
+        // The endpoint's answer is the template, one m= line per offered one (streams the
+        // endpoint does not serve answered with port 0), with the direction RFC 3264 §6.1
+        // gives the offer's: a caller that holds (sendonly) gets recvonly, and the endpoint
+        // stops sending.
+        let mut template = call.echo_answer.clone().unwrap_or_else(|| offer.clone());
+        template.media.truncate(offer.media.len());
+        for m in offer.media.iter().skip(template.media.len()) {
+            let mut extra = m.clone();
+            extra.port = 0;
+            template.media.push(extra);
+        }
+        let served = (0..offer.media.len()).find(|i| offer.is_anchorable(*i));
+        let answer_dir = served.map_or(Direction::Inactive, |i| offer.direction(i).answer());
+        template
+            .session
+            .retain(|l| !is_direction_line(l.kind, &l.value));
+        for m in &mut template.media {
+            m.lines.retain(|l| !is_direction_line(l.kind, &l.value));
+            if m.port != 0 {
+                m.lines.push(mediagate_sip_proto::sdp::Line {
+                    kind: 'a',
+                    value: answer_dir.attribute().to_owned(),
+                });
+            }
+        }
         let answer = call.leg(side).media.local_answer(&template);
         call.leg(side).last_sdp = Some(answer.clone());
         self.set_leg(key, side, &params);
+        if let Some(le) = &self.local_endpoint {
+            le.set_sending(key, answer_dir.sends());
+        }
         self.reply_sdp(now, id, &req, Some(answer));
     }
 
+    /// A 200 to an in-dialog request, with `sdp` as its body; a 2xx to INVITE or UPDATE
+    /// carries our Contact (RFC 3261 §12.1.1, RFC 3311 §5.2).
     fn reply_sdp(&mut self, now: Instant, id: TransactionId, req: &Request, sdp: Option<Sdp>) {
         let mut r = req.response(StatusCode::OK);
+        if matches!(req.method, Method::Invite | Method::Update) {
+            let t = self
+                .dialogs
+                .get(&(
+                    req.headers.call_id().unwrap_or_default().to_owned(),
+                    req.headers
+                        .to()
+                        .and_then(NameAddr::tag)
+                        .unwrap_or_default()
+                        .to_owned(),
+                ))
+                .map_or(TransportKind::Udp, |(k, side)| {
+                    call_transport(&self.calls, *k, *side)
+                });
+            let at = r.headers.0.len().saturating_sub(1);
+            r.headers.0.insert(at, self.contact(t));
+        }
         if let Some(sdp) = sdp {
             let at = r.headers.0.len().saturating_sub(1);
             r.headers
@@ -1561,6 +1737,17 @@ impl B2bua {
 
     /// Ends the call: BYE on each confirmed leg except `except` (which already ended it).
     fn end_call(&mut self, now: Instant, key: CallKey, except: Option<Side>) {
+        self.end_call_with(now, key, except, None);
+    }
+
+    /// [`B2bua::end_call`] with a `Reason` header (RFC 3326) in the BYEs.
+    fn end_call_with(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        except: Option<Side>,
+        reason: Option<&str>,
+    ) {
         for side in [Side::A, Side::B] {
             if Some(side) == except {
                 continue;
@@ -1574,7 +1761,11 @@ impl B2bua {
             if let Some(d) = leg.dialog.as_mut()
                 && d.state != mediagate_sip_proto::DialogState::Terminated
             {
-                let bye = d.create_request(Method::Bye, via);
+                let mut bye = d.create_request(Method::Bye, via);
+                if let Some(reason) = reason {
+                    let at = bye.headers.0.len().saturating_sub(1);
+                    bye.headers.0.insert(at, other("Reason", reason));
+                }
                 let remote = leg.remote;
                 if let Err(e) = self.ep.send_request(now, remote, bye) {
                     tracing::debug!(call = %key, %e, "BYE not sent");
@@ -1602,23 +1793,62 @@ impl B2bua {
     }
 }
 
-/// An in-dialog offer from `side`: parsed and negotiated on that leg; on failure the status
-/// and reason phrase to answer with (400 for SDP that does not parse, 488 for an unacceptable
-/// offer).
-fn remote_offer(
+/// The SDP offer of an in-dialog request; on failure the status and reason phrase to answer
+/// with (400 for SDP that does not parse).
+fn parse_offer(req: &Request) -> Result<Sdp, (StatusCode, String)> {
+    Sdp::parse(&req.body).map_err(|e| (StatusCode::BAD_REQUEST, format!("Bad Request ({e})")))
+}
+
+/// An offer from `side`, negotiated on that leg; on failure the status and reason phrase to
+/// answer with (488 for an unacceptable offer).
+fn negotiate(
     call: &mut Call,
     side: Side,
-    req: &Request,
-) -> Result<(Sdp, Vec<StreamParams>), (StatusCode, String)> {
-    let offer = Sdp::parse(&req.body)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("Bad Request ({e})")))?;
-    let params = call.leg(side).media.on_remote_offer(&offer).map_err(|e| {
+    offer: &Sdp,
+) -> Result<Vec<StreamParams>, (StatusCode, String)> {
+    call.leg(side).media.on_remote_offer(offer).map_err(|e| {
         (
             StatusCode::NOT_ACCEPTABLE_HERE,
             format!("Not Acceptable Here ({e})"),
         )
-    })?;
-    Ok((offer, params))
+    })
+}
+
+/// True for a direction attribute line (`a=sendrecv`, `a=sendonly`, ...).
+fn is_direction_line(kind: char, value: &str) -> bool {
+    kind == 'a'
+        && matches!(
+            value.trim().to_ascii_lowercase().as_str(),
+            "sendrecv" | "sendonly" | "recvonly" | "inactive"
+        )
+}
+
+/// Tells the media layer what `params` (one leg's negotiated streams) mean for each anchored
+/// stream of `call`.
+fn apply_leg(media: &dyn MediaAnchor, call: &Call, side: Side, params: &[StreamParams]) {
+    let leg = match side {
+        Side::A => &call.a,
+        Side::B => &call.b,
+    };
+    for (i, p) in params.iter().enumerate() {
+        if !p.anchored || !call.streams.contains(&i) {
+            continue;
+        }
+        let m = LegMedia {
+            remote_rtp: p.remote_rtp,
+            remote_rtcp: p.remote_rtcp,
+            rtcp_mux: p.rtcp_mux,
+            keys: p.keys.clone(),
+            source: leg.source,
+            peer_ip: Some(leg.remote.addr.ip()),
+            latching: leg.latching,
+            peer_sends: p.direction.sends(),
+            on_hold: p.direction != Direction::SendRecv || p.remote_rtp.is_none(),
+        };
+        if let Err(e) = media.set_leg(call.key, i, side, &m) {
+            tracing::warn!(call = %call.key, stream = i, side = ?side, %e, "media set_leg failed");
+        }
+    }
 }
 
 fn call_has_b_provisional(calls: &HashMap<CallKey, Call>, key: CallKey) -> bool {

@@ -13,14 +13,19 @@
 //! gateway's own address.
 //!
 //! - [`EchoSession`] is the sans-IO part: which packets to echo (from the relay's leg B
-//!   only), the SSRC rewrite (so the caller does not receive its own SSRC back, which RFC 3550
-//!   §8.2 loop detection would flag), sender reports, and RTT from the caller's report
-//!   blocks.
+//!   only), the echoed stream's own SSRC (so the caller does not receive its own SSRC back,
+//!   which RFC 3550 §8.2 loop detection would flag) and its own continuous sequence numbers
+//!   and timestamps (so a caller that changes SSRC or restarts its sequence, e.g. after hold,
+//!   still gets a stream its SRTP receiver accepts), sender reports, and RTT from the
+//!   caller's report blocks.
 //! - [`EchoEndpoint`] is the tokio driver: one RTP + RTCP socket pair and one task per call.
+//!   It answers every offered `m=` line (the first audio stream served, the others refused
+//!   with port 0), follows holds (it sends nothing while its answer says `recvonly` or
+//!   `inactive`), and sends RTCP only to the address the relay's RTCP came from.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,6 +79,14 @@ pub struct EchoSession {
     ssrc: u32,
     /// Where the relay sends from (its leg B RTP address); other sources are ignored.
     relay_rtp: SocketAddr,
+    /// The incoming stream being echoed: its SSRC, and what is added to its sequence numbers
+    /// and timestamps to continue our own stream.
+    input: Option<Input>,
+    /// Our last sequence number and timestamp sent.
+    last_seq: u16,
+    last_ts: u32,
+    /// Timestamp step between packets, as last seen (160 for 20 ms of 8 kHz audio).
+    ts_step: u32,
     echoed_packets: u64,
     echoed_octets: u64,
     ignored: u64,
@@ -84,12 +97,30 @@ pub struct EchoSession {
     rtt: RttStats,
 }
 
+/// The incoming stream the echo follows.
+#[derive(Debug, Clone, Copy)]
+struct Input {
+    ssrc: u32,
+    seq_offset: u16,
+    ts_offset: u32,
+    /// The incoming stream's last sequence number and timestamp.
+    last_seq: u16,
+    last_ts: u32,
+}
+
+/// An incoming sequence number this far behind the last one is a restart, not reordering.
+const RESTART_BEHIND: u16 = 100;
+
 impl EchoSession {
     /// A session with our `ssrc` that echoes what the relay sends from `relay_rtp`.
     pub fn new(ssrc: u32, relay_rtp: SocketAddr) -> EchoSession {
         EchoSession {
             ssrc,
             relay_rtp,
+            input: None,
+            last_seq: (ssrc >> 16) as u16,
+            last_ts: ssrc.rotate_left(7),
+            ts_step: 160,
             echoed_packets: 0,
             echoed_octets: 0,
             ignored: 0,
@@ -101,15 +132,67 @@ impl EchoSession {
     }
 
     /// An RTP packet arrived from `from`: returns true when it is to be sent back (as
-    /// rewritten in place: our SSRC). Packets from anyone but the relay, and anything that is
-    /// not RTP version 2, are ignored.
+    /// rewritten in place: our SSRC, and our own sequence numbers and timestamps, which go on
+    /// without a jump back when the caller changes SSRC or restarts its sequence). Packets
+    /// from anyone but the relay, and anything that is not RTP version 2, are ignored.
     pub fn on_rtp(&mut self, from: SocketAddr, pkt: &mut [u8]) -> bool {
         if from.ip() != self.relay_rtp.ip() || pkt.len() < 12 || pkt[0] >> 6 != 2 {
             self.ignored += 1;
             return false;
         }
+        let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
+        let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
+        let ts = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
+        let restart = match &self.input {
+            Some(i) if i.ssrc == ssrc => {
+                // Far behind the last one: the caller restarted its sequence.
+                let behind = i.last_seq.wrapping_sub(seq);
+                behind > RESTART_BEHIND && behind < 0x8000
+            }
+            _ => true,
+        };
+        if restart {
+            // The first stream is echoed with its own numbers (a caller can match what comes
+            // back by sequence number); after a change, our stream goes on from where it is:
+            // the next number, one packet time later.
+            let (seq_offset, ts_offset) = if self.echoed_packets == 0 {
+                (0, 0)
+            } else {
+                (
+                    self.last_seq.wrapping_add(1).wrapping_sub(seq),
+                    self.last_ts.wrapping_add(self.ts_step).wrapping_sub(ts),
+                )
+            };
+            self.input = Some(Input {
+                ssrc,
+                seq_offset,
+                ts_offset,
+                last_seq: seq,
+                last_ts: ts,
+            });
+        }
+        let Some(input) = self.input.as_mut() else {
+            return false;
+        };
+        let ahead = seq.wrapping_sub(input.last_seq);
+        if ahead != 0 && ahead < 0x8000 {
+            let step = ts.wrapping_sub(input.last_ts) / u32::from(ahead);
+            if (1..=8000).contains(&step) {
+                self.ts_step = step;
+            }
+            input.last_seq = seq;
+            input.last_ts = ts;
+        }
+        let out_seq = seq.wrapping_add(input.seq_offset);
+        let out_ts = ts.wrapping_add(input.ts_offset);
+        pkt[2..4].copy_from_slice(&out_seq.to_be_bytes());
+        pkt[4..8].copy_from_slice(&out_ts.to_be_bytes());
         pkt[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
-        self.last_rtp_ts = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
+        if out_seq.wrapping_sub(self.last_seq) < 0x8000 {
+            self.last_seq = out_seq;
+            self.last_ts = out_ts;
+        }
+        self.last_rtp_ts = out_ts;
         self.echoed_packets += 1;
         self.echoed_octets += (pkt.len() - 12) as u64;
         true
@@ -231,6 +314,8 @@ pub struct EchoCounters {
 
 struct CallTask {
     stop: oneshot::Sender<()>,
+    /// False while the caller holds (our answer `recvonly`/`inactive`): nothing is sent.
+    sending: Arc<AtomicBool>,
 }
 
 /// The echo endpoint: a [`LocalEndpoint`] that binds one RTP/RTCP socket pair per call on
@@ -289,27 +374,46 @@ impl EchoEndpoint {
         Err(last.unwrap_or_else(|| std::io::Error::other("no even/odd port pair")))
     }
 
+    /// The answer to `offer`: one `m=` line per offered one (RFC 3264 §6); the first audio
+    /// RTP stream with a port is served on `port`, every other stream is refused with port 0.
     fn answer_sdp(&self, port: u16, offer: &Sdp, session_id: u64) -> Option<Sdp> {
-        let m = offer.media.first()?;
+        let served = (0..offer.media.len()).find(|i| offer.is_anchorable(*i))?;
         let family = if self.ip.is_ipv4() { "IP4" } else { "IP6" };
         let mut text = format!(
-            "v=0\r\no=mediagate-echo {session_id} 1 IN {family} {ip}\r\ns=echo\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {formats}\r\n",
+            "v=0\r\no=mediagate-echo {session_id} 1 IN {family} {ip}\r\ns=echo\r\nc=IN {family} {ip}\r\nt=0 0\r\n",
             ip = self.ip,
-            formats = m.formats.join(" "),
         );
-        for l in &m.lines {
-            if matches!(l.attribute(), Some("rtpmap" | "fmtp" | "ptime")) {
-                text.push_str(&format!("a={}\r\n", l.value));
+        for (i, m) in offer.media.iter().enumerate() {
+            let p = if i == served { port } else { 0 };
+            text.push_str(&format!(
+                "m={} {p} {} {}\r\n",
+                m.media,
+                m.proto,
+                m.formats.join(" ")
+            ));
+            if i != served {
+                continue;
             }
+            for l in &m.lines {
+                if matches!(l.attribute(), Some("rtpmap" | "fmtp" | "ptime")) {
+                    text.push_str(&format!("a={}\r\n", l.value));
+                }
+            }
+            text.push_str(&format!(
+                "a={}\r\n",
+                offer.direction(i).answer().attribute()
+            ));
         }
-        text.push_str("a=sendrecv\r\n");
         Sdp::parse(text.as_bytes()).ok()
     }
 }
 
 impl LocalEndpoint for EchoEndpoint {
     fn answer(&self, call: CallKey, offer: &Sdp) -> Result<Sdp, StatusCode> {
-        let Some(relay_rtp) = offer.rtp_address(0) else {
+        let served = (0..offer.media.len())
+            .find(|i| offer.is_anchorable(*i))
+            .ok_or(StatusCode::NOT_ACCEPTABLE_HERE)?;
+        let Some(relay_rtp) = offer.rtp_address(served) else {
             return Err(StatusCode::NOT_ACCEPTABLE_HERE);
         };
         let (rtp, rtcp) = self.bind_pair().map_err(|e| {
@@ -325,8 +429,8 @@ impl LocalEndpoint for EchoEndpoint {
             .ok_or(StatusCode::NOT_ACCEPTABLE_HERE)?;
         let ssrc = ssrc_for(call);
         let session = EchoSession::new(ssrc, relay_rtp);
-        let relay_rtcp = SocketAddr::new(relay_rtp.ip(), relay_rtp.port().wrapping_add(1));
         let (stop, stopped) = oneshot::channel();
+        let sending = Arc::new(AtomicBool::new(offer.direction(served).answer().sends()));
         let counters = self.counters.clone();
         let _guard = self.runtime.enter();
         let (rtp, rtcp) = match (prepare(rtp), prepare(rtcp)) {
@@ -334,14 +438,20 @@ impl LocalEndpoint for EchoEndpoint {
             _ => return Err(StatusCode::SERVICE_UNAVAILABLE),
         };
         self.runtime.spawn(run_call(
-            call, session, rtp, rtcp, relay_rtcp, stopped, counters,
+            call,
+            session,
+            rtp,
+            rtcp,
+            stopped,
+            sending.clone(),
+            counters,
         ));
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         self.counters.active.fetch_add(1, Ordering::Relaxed);
         self.calls
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(call, CallTask { stop });
+            .insert(call, CallTask { stop, sending });
         Ok(answer)
     }
 
@@ -354,6 +464,17 @@ impl LocalEndpoint for EchoEndpoint {
         if let Some(t) = task {
             let _ = t.stop.send(());
             self.counters.active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn set_sending(&self, call: CallKey, sending: bool) {
+        if let Some(t) = self
+            .calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&call)
+        {
+            t.sending.store(sending, Ordering::Relaxed);
         }
     }
 }
@@ -386,8 +507,8 @@ async fn run_call(
     mut session: EchoSession,
     rtp: UdpSocket,
     rtcp: UdpSocket,
-    relay_rtcp: SocketAddr,
     mut stopped: oneshot::Receiver<()>,
+    sending: Arc<AtomicBool>,
     counters: Arc<EchoCounters>,
 ) {
     let mut buf = vec![0u8; 2048];
@@ -395,17 +516,27 @@ async fn run_call(
     let mut sr = [0u8; 64];
     let mut tick = tokio::time::interval(SR_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // RTCP goes only to where the relay's RTCP comes from (latched), never to an SDP address.
+    let mut rtcp_peer: Option<SocketAddr> = None;
     loop {
         tokio::select! {
             _ = &mut stopped => break,
             r = rtp.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
+                if !sending.load(Ordering::Relaxed) {
+                    // On hold (our answer is recvonly/inactive): nothing goes back.
+                    continue;
+                }
                 if session.on_rtp(from, &mut buf[..n]) && rtp.send_to(&buf[..n], from).await.is_ok() {
                     counters.packets.fetch_add(1, Ordering::Relaxed);
                 }
             }
             r = rtcp.recv_from(&mut cbuf) => {
-                let Ok((n, _)) = r else { continue };
+                let Ok((n, from)) = r else { continue };
+                if from.ip() != session.relay_rtp.ip() {
+                    continue;
+                }
+                rtcp_peer = Some(from);
                 let before = session.rtt();
                 if session.on_rtcp(ntp_now(), &cbuf[..n]) > 0 {
                     let after = session.rtt();
@@ -415,9 +546,12 @@ async fn run_call(
                 }
             }
             _ = tick.tick() => {
-                if session.echoed() > 0 {
+                if let Some(to) = rtcp_peer
+                    && session.echoed() > 0
+                    && sending.load(Ordering::Relaxed)
+                {
                     let n = session.sender_report(ntp_now(), &mut sr);
-                    let _ = rtcp.send_to(&sr[..n], relay_rtcp).await;
+                    let _ = rtcp.send_to(&sr[..n], to).await;
                 }
             }
         }
@@ -456,7 +590,11 @@ mod tests {
         let mut p = rtp(7, 0x1111);
         assert!(s.on_rtp(RELAY.parse().unwrap(), &mut p));
         assert_eq!(&p[8..12], &0xabcdu32.to_be_bytes());
-        assert_eq!(&p[2..4], &7u16.to_be_bytes(), "sequence kept");
+        assert_eq!(
+            &p[2..4],
+            &7u16.to_be_bytes(),
+            "the first stream keeps its numbers"
+        );
         assert!(p[12..].iter().all(|b| *b == 0xd5), "payload kept");
         let mut q = rtp(8, 0x1111);
         assert!(!s.on_rtp("192.0.2.9:30002".parse().unwrap(), &mut q));
@@ -466,6 +604,49 @@ mod tests {
         v1[0] = 0x40;
         assert!(!s.on_rtp(RELAY.parse().unwrap(), &mut v1));
         assert_eq!((s.echoed(), s.ignored()), (1, 4));
+    }
+
+    fn seq_ts(p: &[u8]) -> (u16, u32) {
+        (
+            u16::from_be_bytes([p[2], p[3]]),
+            u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+        )
+    }
+
+    /// The echoed stream is ours: continuous sequence numbers and timestamps whatever the
+    /// caller does (SSRC change, restart lower, reordering), so the caller's SRTP receiver
+    /// never sees a number twice.
+    #[test]
+    fn echoed_stream_is_continuous_across_ssrc_changes_and_restarts() {
+        let relay: SocketAddr = RELAY.parse().unwrap();
+        let mut s = EchoSession::new(0xabcd, relay);
+        let mut out = Vec::new();
+        let mut send = |s: &mut EchoSession, seq: u16, ssrc: u32| {
+            let mut p = rtp(seq, ssrc);
+            p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            assert!(s.on_rtp(relay, &mut p));
+            assert_eq!(&p[8..12], &0xabcdu32.to_be_bytes());
+            out.push(seq_ts(&p));
+        };
+        for seq in 30_000..30_010 {
+            send(&mut s, seq, 1);
+        }
+        for seq in 100..110 {
+            send(&mut s, seq, 2); // new SSRC, lower sequence
+        }
+        for seq in 5..10 {
+            send(&mut s, seq, 2); // same SSRC restarts lower
+        }
+        assert_eq!(out[0].0, 30_000, "the first stream keeps its numbers");
+        for w in out.windows(2) {
+            assert_eq!(w[1].0, w[0].0.wrapping_add(1), "{out:?}");
+            assert_eq!(w[1].1, w[0].1.wrapping_add(160), "{out:?}");
+        }
+        // Reordering by a few packets keeps the caller's order (no restart).
+        let mut p = rtp(8, 2);
+        p[4..8].copy_from_slice(&(8u32 * 160).to_be_bytes());
+        assert!(s.on_rtp(relay, &mut p));
+        assert_eq!(seq_ts(&p).0, out.last().unwrap().0.wrapping_sub(1));
     }
 
     #[test]
@@ -554,6 +735,7 @@ mod tests {
             relay
         })
         .unwrap();
+        let mut last: Option<u16> = None;
         for seq in 0..20u16 {
             relay.send_to(&rtp(seq, 0x1111), echo_addr).await.unwrap();
             let mut b = [0u8; 512];
@@ -563,9 +745,23 @@ mod tests {
                 .unwrap();
             assert_eq!(from, echo_addr);
             assert_eq!(n, 172);
-            assert_eq!(&b[2..4], &seq.to_be_bytes());
+            let out = u16::from_be_bytes([b[2], b[3]]);
+            if let Some(l) = last {
+                assert_eq!(out, l.wrapping_add(1));
+            }
+            last = Some(out);
             assert_ne!(&b[8..12], &0x1111u32.to_be_bytes());
         }
+        // On hold (our answer recvonly) nothing comes back.
+        ep.set_sending(CallKey(1), false);
+        relay.send_to(&rtp(20, 0x1111), echo_addr).await.unwrap();
+        let mut b = [0u8; 512];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), relay.recv_from(&mut b))
+                .await
+                .is_err(),
+            "nothing echoed on hold"
+        );
         assert_eq!(ep.active_calls(), 1);
         ep.hangup(CallKey(1));
         ep.hangup(CallKey(1));

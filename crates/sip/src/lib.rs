@@ -32,9 +32,9 @@ pub mod transport;
 
 pub use b2bua::{B2bua, B2buaConfig, LocalEndpoint};
 pub use echo::EchoEndpoint;
-pub use media::{CallKey, FakeMedia, MediaAnchor, MediaError, RelayAnchor, Side};
+pub use media::{CallKey, FakeMedia, LegMedia, MediaAnchor, MediaError, RelayAnchor, Side};
 pub use metrics::SipMetrics;
 pub use policy::{
-    DialPlan, Peer, PeerAddress, Policy, PolicyError, PolicyHandle, PolicyOptions, Refusal, Route,
-    Target, VoipSecurity,
+    DialPlan, MediaLatching, MediaSource, Peer, PeerAddress, Policy, PolicyError, PolicyHandle,
+    PolicyOptions, Refusal, Route, Target, VoipSecurity,
 };

@@ -8,6 +8,8 @@ use std::sync::Mutex;
 
 use mediagate_media::srtp::MasterKey;
 
+use crate::policy::{MediaLatching, MediaSource};
+
 /// Identifies one call across signaling and media.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallKey(pub u64);
@@ -35,6 +37,22 @@ impl Side {
             Side::B => Side::A,
         }
     }
+
+    /// `"A"` or `"B"`, for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::A => "A",
+            Side::B => "B",
+        }
+    }
+
+    /// `"caller"` or `"callee"`, for messages.
+    pub fn role(self) -> &'static str {
+        match self {
+            Side::A => "caller",
+            Side::B => "callee",
+        }
+    }
 }
 
 /// Why the media layer could not serve a call.
@@ -52,24 +70,68 @@ pub enum MediaError {
     Other(String),
 }
 
+/// What signaling tells the media layer about one stream of one leg (initial answer or
+/// re-INVITE): the SDP facts of the peer, its keys, and how its media may arrive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegMedia {
+    /// The peer's RTP address from its SDP (`None`: hold with 0.0.0.0, or no target).
+    pub remote_rtp: Option<SocketAddr>,
+    /// The peer's RTCP address from `a=rtcp`, if any (else RTP port + 1, or rtcp-mux).
+    pub remote_rtcp: Option<SocketAddr>,
+    /// The peer uses rtcp-mux.
+    pub rtcp_mux: bool,
+    /// SRTP keys (`None` = plain RTP): rx = the key the peer encrypts with (its `a=crypto`),
+    /// tx = our key for sending to it.
+    pub keys: Option<(MasterKey, MasterKey)>,
+    /// Where the peer's plain RTP may come from before latching.
+    pub source: MediaSource,
+    /// The peer's own signaling IP (for [`MediaSource::PeerAddress`]).
+    pub peer_ip: Option<IpAddr>,
+    /// Whether a plain leg follows a moving source.
+    pub latching: MediaLatching,
+    /// The peer's SDP says it sends on this stream (`sendrecv`/`sendonly`).
+    pub peer_sends: bool,
+    /// The stream is on hold (not `sendrecv`, or no media address).
+    pub on_hold: bool,
+}
+
+impl LegMedia {
+    /// A plain `sendrecv` leg towards `remote_rtp`, with the default source rules.
+    pub fn plain(remote_rtp: Option<SocketAddr>) -> LegMedia {
+        LegMedia {
+            remote_rtp,
+            remote_rtcp: None,
+            rtcp_mux: false,
+            keys: None,
+            source: MediaSource::Sdp,
+            peer_ip: None,
+            latching: MediaLatching::Strict,
+            peer_sends: true,
+            on_hold: remote_rtp.is_none(),
+        }
+    }
+}
+
 /// What the B2BUA needs from the media relay. Implementations must be cheap and must not block
-/// (they are called from the signaling loop).
+/// (they are called from the signaling loop). A call has one relay pair per anchored media
+/// stream (`stream` is the index of its `m=` line).
 pub trait MediaAnchor: Send + Sync + 'static {
-    /// Reserves media ports for a new call; returns the local RTP socket address of leg A
-    /// (caller side) and leg B (callee side).
-    fn allocate(&self, call: CallKey) -> Result<(SocketAddr, SocketAddr), MediaError>;
-    /// Sets or updates one leg (initial answer or re-INVITE): the peer's RTP address from its
-    /// SDP, rtcp-mux, and SRTP keys (`None` = plain RTP; `Some((rx, tx))`: rx = the key the
-    /// peer encrypts with (from its `a=crypto`), tx = our key for sending to it).
+    /// Reserves media ports for stream `stream` of a call; returns the local RTP socket
+    /// address of leg A (caller side) and leg B (callee side).
+    fn allocate(
+        &self,
+        call: CallKey,
+        stream: usize,
+    ) -> Result<(SocketAddr, SocketAddr), MediaError>;
+    /// Sets or updates one leg of one stream (initial answer or re-INVITE).
     fn set_leg(
         &self,
         call: CallKey,
+        stream: usize,
         side: Side,
-        remote_rtp: Option<SocketAddr>,
-        rtcp_mux: bool,
-        keys: Option<(MasterKey, MasterKey)>,
+        media: &LegMedia,
     ) -> Result<(), MediaError>;
-    /// Frees the call's ports. Idempotent.
+    /// Frees all of the call's ports. Idempotent.
     fn release(&self, call: CallKey);
 }
 
@@ -78,6 +140,8 @@ pub trait MediaAnchor: Send + Sync + 'static {
 pub struct LegRecord {
     /// The call.
     pub call: CallKey,
+    /// The stream (`m=` line index).
+    pub stream: usize,
     /// The leg.
     pub side: Side,
     /// Peer RTP address.
@@ -86,18 +150,21 @@ pub struct LegRecord {
     pub rtcp_mux: bool,
     /// Keys `(rx, tx)`.
     pub keys: Option<(MasterKey, MasterKey)>,
+    /// Everything that was set.
+    pub media: LegMedia,
 }
 
 #[derive(Debug, Default)]
 struct FakeState {
     next_port: u16,
     live: Vec<CallKey>,
+    streams: Vec<(CallKey, usize)>,
     legs: Vec<LegRecord>,
     released: Vec<CallKey>,
 }
 
 /// An in-memory [`MediaAnchor`] for tests: hands out ports `base, base+2, ...` on `ip` (leg A
-/// then leg B per call) without binding them, and records every call.
+/// then leg B per stream) without binding them, and records every call.
 #[derive(Debug)]
 pub struct FakeMedia {
     ip: IpAddr,
@@ -132,6 +199,11 @@ impl FakeMedia {
         self.with(|s| s.live.clone())
     }
 
+    /// Streams currently allocated, `(call, stream)`.
+    pub fn streams(&self) -> Vec<(CallKey, usize)> {
+        self.with(|s| s.streams.clone())
+    }
+
     /// Every released call.
     pub fn released(&self) -> Vec<CallKey> {
         self.with(|s| s.released.clone())
@@ -139,14 +211,21 @@ impl FakeMedia {
 }
 
 impl MediaAnchor for FakeMedia {
-    fn allocate(&self, call: CallKey) -> Result<(SocketAddr, SocketAddr), MediaError> {
+    fn allocate(
+        &self,
+        call: CallKey,
+        stream: usize,
+    ) -> Result<(SocketAddr, SocketAddr), MediaError> {
         self.with(|s| {
-            if s.live.len() >= self.max_calls {
-                return Err(MediaError::NoPorts);
+            if !s.live.contains(&call) {
+                if s.live.len() >= self.max_calls {
+                    return Err(MediaError::NoPorts);
+                }
+                s.live.push(call);
             }
             let a = self.base.wrapping_add(s.next_port);
             s.next_port = s.next_port.wrapping_add(4) % 20_000;
-            s.live.push(call);
+            s.streams.push((call, stream));
             Ok((
                 SocketAddr::new(self.ip, a),
                 SocketAddr::new(self.ip, a.wrapping_add(2)),
@@ -157,13 +236,12 @@ impl MediaAnchor for FakeMedia {
     fn set_leg(
         &self,
         call: CallKey,
+        stream: usize,
         side: Side,
-        remote_rtp: Option<SocketAddr>,
-        rtcp_mux: bool,
-        keys: Option<(MasterKey, MasterKey)>,
+        media: &LegMedia,
     ) -> Result<(), MediaError> {
         self.with(|s| {
-            if !s.live.contains(&call) {
+            if !s.streams.contains(&(call, stream)) {
                 return Err(MediaError::UnknownCall);
             }
             // Keep the record bounded under load tests.
@@ -172,10 +250,12 @@ impl MediaAnchor for FakeMedia {
             }
             s.legs.push(LegRecord {
                 call,
+                stream,
                 side,
-                remote_rtp,
-                rtcp_mux,
-                keys,
+                remote_rtp: media.remote_rtp,
+                rtcp_mux: media.rtcp_mux,
+                keys: media.keys.clone(),
+                media: media.clone(),
             });
             Ok(())
         })
@@ -183,6 +263,7 @@ impl MediaAnchor for FakeMedia {
 
     fn release(&self, call: CallKey) {
         self.with(|s| {
+            s.streams.retain(|(c, _)| *c != call);
             if let Some(i) = s.live.iter().position(|c| *c == call) {
                 s.live.swap_remove(i);
                 if s.released.len() >= 10_000 {
@@ -194,11 +275,18 @@ impl MediaAnchor for FakeMedia {
     }
 }
 
-/// The media relay of `mediagate-media` behind the [`MediaAnchor`] seam: each call becomes a
-/// relay leg pair; `set_leg` turns the SDP facts into a [`mediagate_media::session::LegSpec`].
+/// The media relay of `mediagate-media` behind the [`MediaAnchor`] seam: each anchored stream
+/// of a call becomes a relay leg pair; `set_leg` turns the SDP facts into a
+/// [`mediagate_media::session::LegSpec`].
 pub struct RelayAnchor {
     relay: std::sync::Arc<mediagate_media::relay::Relay>,
-    pairs: Mutex<std::collections::HashMap<CallKey, mediagate_media::relay::PairId>>,
+    pairs: Mutex<Pairs>,
+}
+
+#[derive(Default)]
+struct Pairs {
+    by_call: std::collections::HashMap<CallKey, Vec<(usize, mediagate_media::relay::PairId)>>,
+    by_pair: std::collections::HashMap<mediagate_media::relay::PairId, CallKey>,
 }
 
 impl RelayAnchor {
@@ -206,17 +294,32 @@ impl RelayAnchor {
     pub fn new(relay: std::sync::Arc<mediagate_media::relay::Relay>) -> Self {
         Self {
             relay,
-            pairs: Mutex::new(std::collections::HashMap::new()),
+            pairs: Mutex::new(Pairs::default()),
         }
     }
 
-    /// The relay pair of a live call (for statistics).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pairs> {
+        self.pairs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The relay pair of a live call's first stream (for statistics).
     pub fn pair(&self, call: CallKey) -> Option<mediagate_media::relay::PairId> {
-        self.pairs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&call)
-            .copied()
+        self.pair_of(call, 0)
+    }
+
+    /// The relay pair of stream `stream` of a live call.
+    pub fn pair_of(&self, call: CallKey, stream: usize) -> Option<mediagate_media::relay::PairId> {
+        self.lock()
+            .by_call
+            .get(&call)?
+            .iter()
+            .find(|(s, _)| *s == stream)
+            .map(|(_, p)| *p)
+    }
+
+    /// The call a relay pair belongs to (relay events name pairs).
+    pub fn call_of(&self, pair: mediagate_media::relay::PairId) -> Option<CallKey> {
+        self.lock().by_pair.get(&pair).copied()
     }
 
     /// The relay.
@@ -232,33 +335,54 @@ impl fmt::Debug for RelayAnchor {
 }
 
 impl MediaAnchor for RelayAnchor {
-    fn allocate(&self, call: CallKey) -> Result<(SocketAddr, SocketAddr), MediaError> {
+    fn allocate(
+        &self,
+        call: CallKey,
+        stream: usize,
+    ) -> Result<(SocketAddr, SocketAddr), MediaError> {
         let ports = self.relay.allocate().map_err(|e| match e.kind() {
             std::io::ErrorKind::AddrNotAvailable => MediaError::NoPorts,
             _ => MediaError::Other(e.to_string()),
         })?;
-        self.pairs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(call, ports.id);
+        let mut p = self.lock();
+        p.by_call.entry(call).or_default().push((stream, ports.id));
+        p.by_pair.insert(ports.id, call);
         Ok((ports.a_rtp, ports.b_rtp))
     }
 
     fn set_leg(
         &self,
         call: CallKey,
+        stream: usize,
         side: Side,
-        remote_rtp: Option<SocketAddr>,
-        rtcp_mux: bool,
-        keys: Option<(MasterKey, MasterKey)>,
+        media: &LegMedia,
     ) -> Result<(), MediaError> {
-        use mediagate_media::session::{LegKeys, LegSpec};
-        let id = self.pair(call).ok_or(MediaError::UnknownCall)?;
-        let spec = match keys {
-            Some((rx, tx)) => LegSpec::srtp(remote_rtp, LegKeys { rx, tx }),
-            None => LegSpec::plain(remote_rtp),
-        }
-        .with_rtcp_mux(rtcp_mux);
+        use mediagate_media::session::{Latching, LegKeys, LegSpec, SourceFilter};
+        let id = self.pair_of(call, stream).ok_or(MediaError::UnknownCall)?;
+        let spec = match &media.keys {
+            Some((rx, tx)) => LegSpec::srtp(
+                media.remote_rtp,
+                LegKeys {
+                    rx: rx.clone(),
+                    tx: tx.clone(),
+                },
+            ),
+            None => LegSpec::plain(media.remote_rtp),
+        };
+        let source = match (media.source, media.peer_ip) {
+            (MediaSource::PeerAddress, Some(ip)) => SourceFilter::PeerAddress(ip),
+            _ => SourceFilter::Signalled,
+        };
+        let latching = match media.latching {
+            MediaLatching::Strict => Latching::Strict,
+            MediaLatching::Follow => Latching::Follow,
+        };
+        let spec = spec
+            .with_rtcp_mux(media.rtcp_mux)
+            .with_remote_rtcp(media.remote_rtcp)
+            .with_source(source)
+            .with_latching(latching)
+            .with_direction(media.peer_sends, media.on_hold);
         let side = match side {
             Side::A => mediagate_media::session::Side::A,
             Side::B => mediagate_media::session::Side::B,
@@ -269,12 +393,15 @@ impl MediaAnchor for RelayAnchor {
     }
 
     fn release(&self, call: CallKey) {
-        if let Some(id) = self
-            .pairs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&call)
-        {
+        let pairs = {
+            let mut p = self.lock();
+            let pairs = p.by_call.remove(&call).unwrap_or_default();
+            for (_, id) in &pairs {
+                p.by_pair.remove(id);
+            }
+            pairs
+        };
+        for (_, id) in pairs {
             let _ = self.relay.release(id);
         }
     }

@@ -75,6 +75,8 @@ pub struct SipMetrics {
     pub connections_capped: AtomicU64,
     /// Stream connections open now.
     pub open_connections: AtomicU64,
+    /// Calls ended because a leg's media stopped (media timeout, `GW3003`).
+    pub media_timeouts: AtomicU64,
 }
 
 impl SipMetrics {

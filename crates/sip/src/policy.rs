@@ -123,6 +123,46 @@ impl fmt::Display for PeerAddress {
     }
 }
 
+/// Where a peer's plain RTP may come from before the relay has latched onto it (R-MEDIA-1).
+/// SRTP legs need no such rule: only a packet that authenticates can latch them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaSource {
+    /// Only the address in the peer's SDP (the default; rtpengine's `strict source`).
+    #[default]
+    Sdp,
+    /// Also any port of the peer's own signaling address: for peers behind NAT whose SDP names
+    /// a private address.
+    PeerAddress,
+}
+
+impl fmt::Display for MediaSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MediaSource::Sdp => "sdp",
+            MediaSource::PeerAddress => "peer-address",
+        })
+    }
+}
+
+/// Whether a plain leg stays with the first source it latched onto.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaLatching {
+    /// Keep the first valid source; drop every other (the default).
+    #[default]
+    Strict,
+    /// Move to a new source that [`MediaSource`] allows (a NAT binding that changes port).
+    Follow,
+}
+
+impl fmt::Display for MediaLatching {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MediaLatching::Strict => "strict",
+            MediaLatching::Follow => "follow",
+        })
+    }
+}
+
 /// A peer (IP gateway or IP PBX), R-PEER-1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
@@ -136,6 +176,10 @@ pub struct Peer {
     pub transport: TransportKind,
     /// Name of its dial plan.
     pub dial_plan: String,
+    /// Where its plain RTP may come from before latching.
+    pub media_source: MediaSource,
+    /// Whether its plain legs follow a moving source.
+    pub media_latching: MediaLatching,
 }
 
 /// A configuration error: the operator's fault, with a message naming the item.

@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 
 use crate::b2bua::{B2bua, B2buaConfig, LocalEndpoint};
 use crate::clock;
-use crate::media::MediaAnchor;
+use crate::media::{CallKey, MediaAnchor, Side};
 use crate::metrics::SipMetrics;
 use crate::policy::{PeerAddress, Policy, PolicyHandle};
 
@@ -211,6 +211,34 @@ enum CoreMsg {
     Drain,
     /// Graceful shutdown deadline: end every call.
     HangupAll,
+    /// The relay found a call's media dead.
+    MediaTimeout {
+        call: CallKey,
+        side: Side,
+        idle_for: Duration,
+        on_hold: bool,
+    },
+}
+
+/// A handle for telling the signaling core about media events from any thread (the relay's
+/// event thread is not a tokio task). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MediaEvents {
+    core: mpsc::Sender<CoreMsg>,
+}
+
+impl MediaEvents {
+    /// The media of `call` is dead: leg `side`'s peer sent nothing valid for `idle_for`. The
+    /// core ends the call ([`B2bua::media_timeout`]). Blocks while the core's queue is full;
+    /// must not be called from inside the tokio runtime.
+    pub fn media_timeout(&self, call: CallKey, side: Side, idle_for: Duration, on_hold: bool) {
+        let _ = self.core.blocking_send(CoreMsg::MediaTimeout {
+            call,
+            side,
+            idle_for,
+            on_hold,
+        });
+    }
 }
 
 #[derive(Debug)]
@@ -448,6 +476,13 @@ impl Server {
     /// in-dialog requests and OPTIONS go on.
     pub async fn drain(&self) {
         let _ = self.core.send(CoreMsg::Drain).await;
+    }
+
+    /// A handle for media events (media timeouts from the relay's event thread).
+    pub fn media_events(&self) -> MediaEvents {
+        MediaEvents {
+            core: self.core.clone(),
+        }
     }
 
     /// Graceful shutdown, step 2: ends every call in progress (BYE on both legs, or 503 and
@@ -892,5 +927,11 @@ fn handle_msg(b2bua: &mut B2bua, conns: &mut HashMap<Remote, mpsc::Sender<Vec<u8
         }
         CoreMsg::Drain => b2bua.set_draining(true),
         CoreMsg::HangupAll => b2bua.hangup_all(clock::now()),
+        CoreMsg::MediaTimeout {
+            call,
+            side,
+            idle_for,
+            on_hold,
+        } => b2bua.media_timeout(clock::now(), call, side, idle_for, on_hold),
     }
 }

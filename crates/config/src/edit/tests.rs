@@ -37,6 +37,8 @@ fn peer(name: &str, address: &str, port: u16, plan: &str) -> PeerConfig {
         port,
         transport: None,
         dial_plan: plan.into(),
+        media_source: Default::default(),
+        media_latching: Default::default(),
     }
 }
 

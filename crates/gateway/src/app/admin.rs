@@ -355,6 +355,16 @@ pub(crate) fn render_metrics(r: &Running, clock: &dyn Clock) -> String {
         rc.dropped(DropReason::SrtcpAuth),
     );
     o.family(
+        "mediagate_media_timeouts_total",
+        "counter",
+        "Calls ended because a leg's media stopped (media timeout, GW3003).",
+    );
+    o.sample(
+        "mediagate_media_timeouts_total",
+        &[],
+        r.server.metrics().media_timeouts.load(Ordering::Relaxed),
+    );
+    o.family(
         "mediagate_relay_pairs",
         "gauge",
         "Media leg pairs allocated.",

@@ -115,6 +115,7 @@ impl Gateway {
 
         let relay = Arc::new(start_relay(cfg)?);
         let anchor = Arc::new(RelayAnchor::new(relay.clone()));
+        let anchor_events = anchor.clone();
         let echo = Arc::new(EchoEndpoint::new(cfg.media.address));
 
         let transport = transport_config(cfg).with_tls(server_tls, client_tls);
@@ -142,7 +143,7 @@ impl Gateway {
             reloads: Default::default(),
             reload_failures: Default::default(),
         });
-        spawn_relay_events(&relay);
+        spawn_relay_events(&relay, anchor_events, running.server.media_events());
         let admin = match cfg.admin.http {
             Some(addr) => Some(
                 admin::start(addr, running.clone(), clock.clone())
@@ -222,7 +223,8 @@ fn start_relay(cfg: &Config) -> Result<Relay, CliError> {
         rc = rc.with_workers(m.workers);
     }
     let mut session = SessionConfig::default();
-    session.idle_timeout = Duration::from_secs(m.idle_timeout_secs);
+    session.timeout = m.timeout();
+    session.hold_timeout = m.hold_timeout();
     rc = rc.with_session(session).with_coalesce(m.wakeup_coalesce());
     Relay::start(rc)
         .map_err(|e| CliError::Environment(format!("cannot start the media relay: {e}")))
@@ -250,7 +252,13 @@ pub(crate) fn transport_config(cfg: &Config) -> TransportConfig {
     t
 }
 
-fn spawn_relay_events(relay: &Relay) {
+/// Relay events on their own thread (the relay's channel is not async): a call whose media
+/// is dead is handed to the signaling core, which ends it (GW3003).
+fn spawn_relay_events(
+    relay: &Relay,
+    anchor: Arc<RelayAnchor>,
+    core: mediagate_sip::transport::MediaEvents,
+) {
     let Some(events) = relay.take_events() else {
         return;
     };
@@ -258,19 +266,27 @@ fn spawn_relay_events(relay: &Relay) {
         .name("mg-relay-events".into())
         .spawn(move || {
             while let Ok(ev) = events.recv() {
-                if let mediagate_media::relay::RelayEvent::Idle { id, side, idle_for } = ev {
-                    tracing::warn!(
-                        code = "GW3002",
-                        pair = id.0,
-                        ?side,
-                        idle_secs = idle_for.as_secs(),
-                        "GW3002 no media from a leg's peer (the call is kept)"
-                    );
-                }
+                let mediagate_media::relay::RelayEvent::Timeout {
+                    id,
+                    side,
+                    idle_for,
+                    on_hold,
+                } = ev
+                else {
+                    continue;
+                };
+                let Some(call) = anchor.call_of(id) else {
+                    continue; // released meanwhile
+                };
+                let side = match side {
+                    mediagate_media::session::Side::A => mediagate_sip::Side::A,
+                    mediagate_media::session::Side::B => mediagate_sip::Side::B,
+                };
+                core.media_timeout(call, side, idle_for, on_hold);
             }
         });
     if let Err(e) = spawned {
-        tracing::warn!(%e, "relay events not logged");
+        tracing::warn!(%e, "relay events not handled: media timeouts will not end calls");
     }
 }
 

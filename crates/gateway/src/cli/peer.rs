@@ -3,8 +3,10 @@
 use std::path::Path;
 
 use clap::Subcommand;
-use mediagate_config::{PeerConfig, edit, parse_transport, transport_name};
-use mediagate_sip::{PeerAddress, Target};
+use mediagate_config::{
+    PeerConfig, edit, parse_media_latching, parse_media_source, parse_transport, transport_name,
+};
+use mediagate_sip::{MediaLatching, MediaSource, PeerAddress, Target};
 use mediagate_sip_proto::TransportKind;
 
 use super::CliError;
@@ -32,6 +34,15 @@ pub(crate) enum PeerCommand {
         /// left out of the file, so it follows the plan's mode).
         #[arg(long, value_name = "TRANSPORT", value_parser = parse_transport)]
         transport: Option<TransportKind>,
+        /// Where its plain RTP may come from before the relay latches: sdp (only the address
+        /// in its SDP, the default) or peer-address (also its own signaling address: a peer
+        /// behind NAT).
+        #[arg(long, value_name = "SOURCE", value_parser = parse_media_source)]
+        media_source: Option<MediaSource>,
+        /// strict (stay with the first source, the default) or follow (move with a NAT
+        /// binding, within --media-source).
+        #[arg(long, value_name = "LATCHING", value_parser = parse_media_latching)]
+        media_latching: Option<MediaLatching>,
     },
     /// Remove a peer (refused while a route targets it).
     Remove {
@@ -49,6 +60,8 @@ pub(crate) fn run(cmd: PeerCommand, config: &Path) -> Result<(), CliError> {
             port,
             dial_plan,
             transport,
+            media_source,
+            media_latching,
         } => add(
             config,
             PeerConfig {
@@ -57,6 +70,8 @@ pub(crate) fn run(cmd: PeerCommand, config: &Path) -> Result<(), CliError> {
                 port,
                 transport,
                 dial_plan,
+                media_source: media_source.unwrap_or_default(),
+                media_latching: media_latching.unwrap_or_default(),
             },
         ),
         PeerCommand::Remove { name } => remove(config, &name),

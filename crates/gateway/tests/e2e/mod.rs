@@ -200,7 +200,11 @@ pub struct Baresip {
 pub struct BaresipSpec<'a> {
     /// Instance name (its directory and log).
     pub name: &'a str,
-    /// Local IP (`net_interface`) and SIP port (UDP/TCP; TLS = +1).
+    /// Local IP of its SIP listener, and SIP port (UDP/TCP; TLS = +1). Media is always on
+    /// 127.0.0.1: baresip binds its RTP socket to the wildcard address and puts
+    /// `net_interface` in its SDP, and on loopback the kernel sends from 127.0.0.1, so any
+    /// other `net_interface` would make its RTP come from an address its SDP does not name,
+    /// which the gateway refuses on plain legs (no RTP bleed).
     pub ip: &'a str,
     pub sip_port: u16,
     pub rtp_ports: (u16, u16),
@@ -224,7 +228,7 @@ impl Baresip {
         let mut config = format!(
             "poll_method epoll\n\
              sip_listen {ip}:{port}\n\
-             net_interface {ip}\n\
+             net_interface 127.0.0.1\n\
              audio_source aufile,{tone}\n\
              audio_player aufile,{heard}\n\
              audio_alert aufile,{alert}\n\

@@ -56,7 +56,7 @@ pub struct RelayConfig {
     pub port_max: u16,
     /// Worker threads; default: the number of available cores.
     pub workers: usize,
-    /// Per-pair settings (SRTP, ROC-reset window, idle timeout).
+    /// Per-pair settings (SRTP, restart window, media timeouts).
     pub session: SessionConfig,
     /// Wake-up coalescing: after a wake-up that relayed fewer than
     /// [`COALESCE_BELOW`] packets, a worker waits this long before polling
@@ -140,15 +140,18 @@ impl PairPorts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RelayEvent {
-    /// A leg's peer has sent nothing for the idle timeout. The call is kept;
-    /// signaling decides (e.g. send BYE).
-    Idle {
+    /// A call's media is dead ([`crate::session::LegPair::poll_timeout`]):
+    /// reported once; the pair keeps relaying until signaling ends the call
+    /// and releases it.
+    Timeout {
         /// The pair.
         id: PairId,
         /// The silent leg.
         side: Side,
         /// For how long.
         idle_for: Duration,
+        /// The pair was on hold (the hold timeout applied).
+        on_hold: bool,
     },
 }
 
@@ -325,7 +328,7 @@ impl Relay {
         &self.counters
     }
 
-    /// The event stream (idle legs). Returns it once; later calls get `None`.
+    /// The event stream (dead calls). Returns it once; later calls get `None`.
     pub fn take_events(&self) -> Option<mpsc::Receiver<RelayEvent>> {
         self.events.lock().unwrap_or_else(|p| p.into_inner()).take()
     }

@@ -25,7 +25,7 @@ const BUF_LEN: usize = 2048;
 const HEADROOM: usize = 64;
 /// Batches per socket per wake-up before it yields to other sockets.
 const MAX_BATCHES: usize = 8;
-/// How often idle legs are checked.
+/// How often media timeouts are checked.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// Control-plane commands, applied between batches.
@@ -391,11 +391,12 @@ impl Worker {
 
     fn check_idle(&mut self, now: Instant) {
         for slot in self.slots.iter_mut().flatten() {
-            while let Some(ev) = slot.pair.poll_idle(now) {
-                let _ = self.events_tx.send(RelayEvent::Idle {
+            if let Some(ev) = slot.pair.poll_timeout(now) {
+                let _ = self.events_tx.send(RelayEvent::Timeout {
                     id: slot.id,
                     side: ev.side,
                     idle_for: ev.idle_for,
+                    on_hold: ev.on_hold,
                 });
             }
         }

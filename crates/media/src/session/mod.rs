@@ -5,8 +5,24 @@
 //!   peer A ──RTP/RTCP──► [leg A local port] ─┐                ┌─► [leg B local port] ──► peer B
 //!                                            │  LegPair::      │
 //!                                            └─ handle_packet ─┘
-//!                      source check → inbound transform (decrypt) → latch → outbound transform (encrypt)
+//!              STUN? → source check → inbound transform (decrypt) → latch → outbound transform (encrypt)
 //! ```
+//!
+//! **Where packets may come from** (R-MEDIA-1, no RTP bleed). Before a leg
+//! has latched, a plain leg accepts packets only from the address its peer
+//! signalled in SDP ([`SourceFilter::Signalled`], the default), or — for
+//! peers behind NAT, configured per peer — also from the admitted peer's
+//! own IP address with any port ([`SourceFilter::PeerAddress`]); never from
+//! an unrelated address. Anything else is dropped as
+//! [`DropReason::UnsignalledSource`]. An SRTP leg accepts a first packet from
+//! anywhere, because only a packet that authenticates under the peer's key
+//! can latch it. After latching, [`Latching::Strict`] accepts only the
+//! latched address; [`Latching::Follow`] (plain legs) re-latches, but only to
+//! a source the filter allows.
+//!
+//! **Dead calls** (no media for [`SessionConfig::timeout`], or
+//! [`SessionConfig::hold_timeout`] while a leg is on hold) are reported once
+//! by [`LegPair::poll_timeout`]; signaling ends the call.
 //!
 //! A [`LegPair`] is the media of one call: leg A faces the caller, leg B the
 //! callee. Each leg has its own crypto (none, or SRTP with the peer's key for
@@ -84,12 +100,31 @@ pub enum Latching {
     /// the only behaviour of SRTP legs, where "valid" means authenticated.
     #[default]
     Strict,
-    /// Follow the latest valid source (peers whose NAT binding changes).
-    /// Only honoured for plain legs; SRTP legs stay strict.
+    /// Follow the latest valid source that the leg's [`SourceFilter`]
+    /// allows (a peer whose NAT binding changes port). Only honoured for
+    /// plain legs; SRTP legs stay strict.
     Follow,
-    /// Never latch: send to the signalled address, accept any source.
-    /// Only honoured for plain legs.
+    /// Never latch: send to the signalled address, accept packets from any
+    /// source the [`SourceFilter`] allows. Only honoured for plain legs.
     Off,
+}
+
+/// Which sources a leg accepts before it has latched (and, with
+/// [`Latching::Follow`], re-latches to). Applies to plain legs; an SRTP
+/// leg's first packet must authenticate instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SourceFilter {
+    /// Only the address signalled in SDP: RTP from the `c=`/`m=` address,
+    /// RTCP from the `a=rtcp` address (or RTP port + 1, or the RTP address
+    /// with rtcp-mux). Like rtpengine's `strict source` from the first
+    /// packet. The default.
+    #[default]
+    Signalled,
+    /// The signalled address, or any port on this IP address: the admitted
+    /// peer's own signaling address, for peers behind NAT whose SDP names a
+    /// private address.
+    PeerAddress(std::net::IpAddr),
 }
 
 /// What signaling tells the relay about one leg (initial answer or
@@ -108,10 +143,19 @@ pub struct LegSpec {
     pub rtcp_mux: bool,
     /// Latching policy (plain legs only; SRTP legs are always strict).
     pub latching: Latching,
+    /// Sources accepted before latching (plain legs only).
+    pub source: SourceFilter,
+    /// The peer said it sends media on this leg (`sendrecv` or `sendonly`):
+    /// its silence counts towards the media timeout.
+    pub peer_sends: bool,
+    /// The leg is on hold (a direction other than `sendrecv`, or no media
+    /// address): the pair's timeout is [`SessionConfig::hold_timeout`].
+    pub on_hold: bool,
 }
 
 impl LegSpec {
-    /// A plain-RTP leg whose peer said (in SDP) it receives at `remote_rtp`.
+    /// A plain-RTP leg whose peer said (in SDP) it receives at `remote_rtp`
+    /// and sends from there too (`sendrecv`).
     pub fn plain(remote_rtp: Option<SocketAddr>) -> Self {
         Self {
             keys: None,
@@ -119,6 +163,9 @@ impl LegSpec {
             remote_rtcp: None,
             rtcp_mux: false,
             latching: Latching::Strict,
+            source: SourceFilter::Signalled,
+            peer_sends: true,
+            on_hold: remote_rtp.is_none(),
         }
     }
 
@@ -140,6 +187,43 @@ impl LegSpec {
     pub fn with_latching(mut self, latching: Latching) -> Self {
         self.latching = latching;
         self
+    }
+
+    /// Sets the sources accepted before latching.
+    pub fn with_source(mut self, source: SourceFilter) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Sets the peer's RTCP address (SDP `a=rtcp`).
+    pub fn with_remote_rtcp(mut self, rtcp: Option<SocketAddr>) -> Self {
+        self.remote_rtcp = rtcp;
+        self
+    }
+
+    /// Sets what the peer's SDP direction says: whether it sends, and
+    /// whether the leg is on hold.
+    pub fn with_direction(mut self, peer_sends: bool, on_hold: bool) -> Self {
+        self.peer_sends = peer_sends;
+        self.on_hold = on_hold;
+        self
+    }
+
+    /// True when `src` may send this leg's RTP (`rtcp` false) or RTCP before
+    /// it has latched.
+    fn allows(&self, src: SocketAddr, rtcp: bool) -> bool {
+        let signalled = if rtcp {
+            self.rtcp_addr()
+        } else {
+            self.remote_rtp
+        };
+        if signalled == Some(src) {
+            return true;
+        }
+        match self.source {
+            SourceFilter::Signalled => false,
+            SourceFilter::PeerAddress(ip) => src.ip() == ip,
+        }
     }
 
     fn rtcp_addr(&self) -> Option<SocketAddr> {
@@ -193,11 +277,18 @@ pub enum DropReason {
     NoDestination,
     /// The kernel refused the send (counted by the relay driver).
     SendFailed,
+    /// Before the leg latched, from an address the peer did not signal (a
+    /// stranger: RTP bleed / hijack attempt, or a peer behind NAT whose
+    /// configuration lacks `media_source = "peer-address"`).
+    UnsignalledSource,
+    /// A STUN message (RFC 5389 magic cookie), e.g. an ICE connectivity
+    /// check from a WebRTC-capable phone; not answered, counted apart.
+    Stun,
 }
 
 impl DropReason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 12;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::NotReady,
@@ -210,6 +301,8 @@ impl DropReason {
         Self::SrtpOther,
         Self::NoDestination,
         Self::SendFailed,
+        Self::UnsignalledSource,
+        Self::Stun,
     ];
 
     /// Stable name for metrics labels.
@@ -225,6 +318,8 @@ impl DropReason {
             Self::SrtpOther => "srtp_other",
             Self::NoDestination => "no_destination",
             Self::SendFailed => "send_failed",
+            Self::UnsignalledSource => "unsignalled_source",
+            Self::Stun => "stun",
         }
     }
 
@@ -305,38 +400,70 @@ pub enum Action {
     Drop(DropReason),
 }
 
-/// Reported once when a leg's peer has sent nothing for the idle timeout.
+/// Reported once when a call's media is dead: a leg whose peer should be
+/// sending has sent nothing valid (RTP or RTCP) for the timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdleEvent {
+pub struct TimeoutEvent {
     /// The silent leg.
     pub side: Side,
     /// For how long.
     pub idle_for: Duration,
+    /// The pair was on hold (the hold timeout applied).
+    pub on_hold: bool,
 }
 
 /// Tunables shared by the legs of a pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionConfig {
-    /// SRTP context settings (replay window, SSRCs per context).
+    /// SRTP context settings (replay window, SSRCs per context, restart
+    /// memory).
     pub srtp: SrtpConfig,
     /// Authenticated packets after a key-keeping re-INVITE during which a
-    /// peer's ROC reset is tolerated (R-MEDIA-6). Default 500 (10 s of
-    /// 20 ms audio).
-    pub roc_reset_window: u32,
-    /// Silence after which [`LegPair::poll_idle`] reports a leg.
-    pub idle_timeout: Duration,
+    /// peer may restart its SRTP stream (R-MEDIA-6,
+    /// [`SrtpContext::allow_restart`]). Default 500 (10 s of 20 ms audio).
+    pub restart_packets: u32,
+    /// Time after a key-keeping re-INVITE during which a restart is allowed
+    /// (whichever of this and [`Self::restart_packets`] ends first).
+    /// Default 30 s.
+    pub restart_time: Duration,
+    /// Silence after which a call's media is reported dead
+    /// ([`LegPair::poll_timeout`]). Default 60 s, like rtpengine's
+    /// `timeout`.
+    pub timeout: Duration,
+    /// The same while a leg is on hold (`sendonly`, `recvonly`, `inactive`,
+    /// or no media address). Default one hour, like rtpengine's
+    /// `silent-timeout`.
+    pub hold_timeout: Duration,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             srtp: SrtpConfig::default(),
-            roc_reset_window: 500,
-            idle_timeout: Duration::from_secs(30),
+            restart_packets: 500,
+            restart_time: Duration::from_secs(30),
+            timeout: Duration::from_secs(60),
+            hold_timeout: Duration::from_secs(3600),
         }
     }
 }
+
+/// Renumbering of one SSRC we encrypt towards an SRTP leg (see
+/// [`LegPair::handle_packet`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Renumber {
+    ssrc: u32,
+    /// Added to the sender's sequence numbers.
+    offset: u16,
+    /// Highest sequence number sent (after the offset).
+    last_out: u16,
+    used: u64,
+    valid: bool,
+}
+
+/// SSRCs whose renumbering a leg remembers.
+const RENUMBERED: usize = 4;
 
 #[derive(Debug)]
 struct Leg {
@@ -346,9 +473,12 @@ struct Leg {
     latched_rtp: Option<SocketAddr>,
     latched_rtcp: Option<SocketAddr>,
     stats: LegStats,
-    /// Last packet accepted from the peer, or when the leg was set.
+    /// Last valid packet from the peer, or when the leg was set.
     last_rx: Option<Instant>,
-    idle_reported: bool,
+    /// When the restart window of the rx context closes.
+    restart_until: Option<Instant>,
+    renumber: [Renumber; RENUMBERED],
+    renumber_tick: u64,
 }
 
 impl Leg {
@@ -361,7 +491,9 @@ impl Leg {
             latched_rtcp: None,
             stats: LegStats::default(),
             last_rx: None,
-            idle_reported: false,
+            restart_until: None,
+            renumber: [Renumber::default(); RENUMBERED],
+            renumber_tick: 0,
         }
     }
 
@@ -377,6 +509,41 @@ impl Leg {
         self.stats.drops[reason.index()] += 1;
         Action::Drop(reason)
     }
+
+    /// The index of the renumbering slot of `ssrc` (the least recently used one is reset for
+    /// a new SSRC).
+    #[inline]
+    fn renumber_slot(&mut self, ssrc: u32, seq: u16) -> usize {
+        self.renumber_tick += 1;
+        let tick = self.renumber_tick;
+        let i = match self.renumber.iter().position(|r| r.valid && r.ssrc == ssrc) {
+            Some(i) => i,
+            None => {
+                let (i, _) = self
+                    .renumber
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, r)| (r.valid, r.used))
+                    .unwrap_or((0, &self.renumber[0]));
+                self.renumber[i] = Renumber {
+                    ssrc,
+                    offset: 0,
+                    last_out: seq.wrapping_sub(1),
+                    used: tick,
+                    valid: true,
+                };
+                i
+            }
+        };
+        self.renumber[i].used = tick;
+        i
+    }
+}
+
+/// True for a STUN message (RFC 5389 §6): the two top bits zero and the
+/// magic cookie at octets 4–7. RTP and RTCP have version 2 in those bits.
+fn is_stun(pkt: &[u8]) -> bool {
+    pkt.len() >= 20 && pkt[0] & 0xc0 == 0 && pkt[4..8] == [0x21, 0x12, 0xa4, 0x42]
 }
 
 /// The media of one call: two legs and the transforms between them.
@@ -384,6 +551,8 @@ impl Leg {
 pub struct LegPair {
     legs: [Leg; 2],
     config: SessionConfig,
+    /// The media timeout was reported (once).
+    timed_out: bool,
 }
 
 impl LegPair {
@@ -394,15 +563,18 @@ impl LegPair {
         Self {
             legs: [Leg::new(), Leg::new()],
             config,
+            timed_out: false,
         }
     }
 
     /// Sets up or updates one leg (initial answer, or re-INVITE).
     ///
     /// SRTP state follows R-MEDIA-6: a key that is unchanged keeps its
-    /// context (ROC, replay window, per-SSRC state) and a peer's ROC reset is
-    /// tolerated for a while; a new key starts fresh state. A changed remote
-    /// address unlatches the leg so it latches anew.
+    /// context (ROC, replay window, per-SSRC state) and the peer may restart
+    /// its stream for a while ([`SessionConfig::restart_packets`] packets and
+    /// [`SessionConfig::restart_time`], see [`SrtpContext::allow_restart`]);
+    /// a new key starts fresh state. A changed remote address unlatches the
+    /// leg so it latches anew.
     pub fn set_leg(&mut self, now: Instant, side: Side, spec: LegSpec) {
         let cfg = self.config.clone();
         let leg = &mut self.legs[side.index()];
@@ -412,23 +584,29 @@ impl LegPair {
             None => {
                 leg.rx = None;
                 leg.tx = None;
+                leg.restart_until = None;
             }
             Some(k) => {
                 let same_rx = old_keys.is_some_and(|o| o.rx == k.rx) && leg.rx.is_some();
                 if same_rx {
                     if let Some(rx) = leg.rx.as_mut() {
-                        rx.allow_restart(cfg.roc_reset_window);
+                        rx.allow_restart(cfg.restart_packets);
+                        leg.restart_until = Some(now + cfg.restart_time);
                     }
                 } else {
                     leg.rx = Some(SrtpContext::new(&k.rx, cfg.srtp.clone()));
+                    leg.restart_until = None;
                 }
                 let same_tx = old_keys.is_some_and(|o| o.tx == k.tx) && leg.tx.is_some();
                 if !same_tx {
                     leg.tx = Some(SrtpContext::new(&k.tx, cfg.srtp.clone()));
+                    leg.renumber = [Renumber::default(); RENUMBERED];
                 }
             }
         }
-        let moved = old.as_ref().is_none_or(|o| o.remote_rtp != spec.remote_rtp);
+        let moved = old
+            .as_ref()
+            .is_none_or(|o| o.remote_rtp != spec.remote_rtp || o.rtcp_addr() != spec.rtcp_addr());
         let security_changed = old
             .as_ref()
             .is_none_or(|o| o.keys.is_some() != spec.keys.is_some());
@@ -439,7 +617,7 @@ impl LegPair {
         }
         leg.spec = Some(spec);
         leg.last_rx = Some(now);
-        leg.idle_reported = false;
+        self.timed_out = false;
     }
 
     /// The transform applied to packets received on `from` and sent out of
@@ -473,6 +651,13 @@ impl LegPair {
     /// `buf` must have room after `len` for the SRTP/SRTCP overhead of the
     /// other leg (64 octets is always enough). The packet's fate is counted
     /// on the receiving leg.
+    ///
+    /// RTP encrypted towards an SRTP leg keeps a continuous sequence per
+    /// SSRC: when the sender restarts its sequence numbers under the same
+    /// SSRC (a plain phone after hold, or an SRTP peer whose restart was
+    /// accepted), the outgoing numbers are shifted to go on from the last
+    /// one sent, since re-using them would re-use keystream and the
+    /// receiving phone would drop them as replays.
     pub fn handle_packet(
         &mut self,
         now: Instant,
@@ -490,29 +675,46 @@ impl LegPair {
         let Some(in_mux) = inb.spec.as_ref().map(|s| s.rtcp_mux) else {
             return inb.drop(DropReason::NotReady);
         };
-        let rtcp = match kind {
-            PacketKind::Rtcp => true,
-            PacketKind::Rtp => in_mux && is_rtcp(&buf[..len.min(buf.len())]),
-        };
         if len > buf.len() {
             return inb.drop(DropReason::Malformed);
         }
+        if is_stun(&buf[..len]) {
+            return inb.drop(DropReason::Stun);
+        }
+        let rtcp = match kind {
+            PacketKind::Rtcp => true,
+            PacketKind::Rtp => in_mux && is_rtcp(&buf[..len]),
+        };
 
-        // 1. Source check against the latched address.
+        // 1. Source check: the latched address, or before latching the
+        //    addresses the peer signalled (plain legs).
         let latched = if rtcp {
             inb.latched_rtcp
         } else {
             inb.latched_rtp
         };
         let policy = inb.strict();
-        if let Some(l) = latched
-            && l != src
-            && policy == Latching::Strict
-        {
-            return inb.drop(DropReason::WrongSource);
+        let srtp_in = inb.rx.is_some();
+        let allowed = srtp_in || inb.spec.as_ref().is_some_and(|s| s.allows(src, rtcp));
+        match latched {
+            Some(l) if l == src => {}
+            Some(_) if policy == Latching::Strict => {
+                return inb.drop(DropReason::WrongSource);
+            }
+            Some(_) if !allowed => return inb.drop(DropReason::WrongSource),
+            None if !allowed => return inb.drop(DropReason::UnsignalledSource),
+            _ => {}
         }
 
         // 2. Inbound transform: authenticate and decrypt.
+        if let Some(until) = inb.restart_until
+            && now >= until
+        {
+            if let Some(rx) = inb.rx.as_mut() {
+                rx.allow_restart(0);
+            }
+            inb.restart_until = None;
+        }
         let n = match (inb.rx.as_mut(), rtcp) {
             (Some(ctx), false) => match ctx.unprotect_rtp(buf, len) {
                 Ok(n) => n,
@@ -545,7 +747,6 @@ impl LegPair {
             }
         }
         inb.last_rx = Some(now);
-        inb.idle_reported = false;
         inb.stats.bytes_in += len as u64;
         if rtcp {
             inb.stats.rtcp_in += 1;
@@ -585,10 +786,15 @@ impl LegPair {
         };
 
         // 5. Outbound transform: encrypt with the other leg's own key.
-        let m = match (out.tx.as_mut(), rtcp) {
-            (Some(ctx), false) => ctx.protect_rtp(buf, n),
-            (Some(ctx), true) => ctx.protect_rtcp(buf, n),
-            (None, _) => Ok(n),
+        let m = if rtcp {
+            match out.tx.as_mut() {
+                Some(ctx) => ctx.protect_rtcp(buf, n),
+                None => Ok(n),
+            }
+        } else if out.tx.is_some() {
+            protect_renumbered(out, buf, n)
+        } else {
+            Ok(n)
         };
         let m = match m {
             Ok(m) => m,
@@ -608,30 +814,101 @@ impl LegPair {
         }
     }
 
-    /// Reports, once per silence, a leg whose peer has sent nothing for the
-    /// idle timeout. The pair is kept: signaling decides what to do
-    /// (R-MEDIA: never drop a call silently).
-    pub fn poll_idle(&mut self, now: Instant) -> Option<IdleEvent> {
-        let timeout = self.config.idle_timeout;
+    /// Reports, once, that the call's media is dead: both legs are set and
+    /// a leg whose peer should be sending (its SDP says `sendrecv` or
+    /// `sendonly`) has sent nothing valid for [`SessionConfig::timeout`] —
+    /// or for [`SessionConfig::hold_timeout`] while either leg is on hold.
+    /// When no peer should be sending (both `inactive`), the hold timeout
+    /// applies to the pair's last packet. Packets that fail authentication,
+    /// come from strangers or are malformed never count as activity, and
+    /// never end a call by themselves either. The pair keeps relaying until
+    /// signaling releases it.
+    pub fn poll_timeout(&mut self, now: Instant) -> Option<TimeoutEvent> {
+        if self.timed_out {
+            return None;
+        }
+        let (Some(a), Some(b)) = (&self.legs[0].spec, &self.legs[1].spec) else {
+            return None;
+        };
+        let on_hold = a.on_hold || b.on_hold;
+        let limit = if on_hold {
+            self.config.hold_timeout
+        } else {
+            self.config.timeout
+        };
+        let idle = |leg: &Leg| {
+            leg.last_rx
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+        };
+        let mut worst: Option<(Side, Duration)> = None;
+        let mut anyone_sends = false;
         for side in [Side::A, Side::B] {
-            let leg = &mut self.legs[side.index()];
-            if leg.spec.is_none() || leg.idle_reported {
+            let leg = &self.legs[side.index()];
+            if !leg.spec.as_ref().is_some_and(|s| s.peer_sends) {
                 continue;
             }
-            if let Some(last) = leg.last_rx {
-                let idle = now.saturating_duration_since(last);
-                if idle >= timeout {
-                    leg.idle_reported = true;
-                    return Some(IdleEvent {
-                        side,
-                        idle_for: idle,
-                    });
-                }
+            anyone_sends = true;
+            let d = idle(leg);
+            if d >= limit && worst.is_none_or(|(_, w)| d > w) {
+                worst = Some((side, d));
             }
         }
-        None
+        if !anyone_sends {
+            // Both inactive: the whole pair's silence counts.
+            let (da, db) = (idle(&self.legs[0]), idle(&self.legs[1]));
+            let (side, d) = if da <= db {
+                (Side::A, da)
+            } else {
+                (Side::B, db)
+            };
+            if d >= self.config.hold_timeout {
+                worst = Some((side, d));
+            }
+        }
+        let (side, idle_for) = worst?;
+        self.timed_out = true;
+        Some(TimeoutEvent {
+            side,
+            idle_for,
+            on_hold,
+        })
     }
 }
 
-#[cfg(test)]
-mod tests;
+/// Encrypts the RTP packet `buf[..n]` for `out`, keeping its sequence
+/// continuous per SSRC (see [`LegPair::handle_packet`]).
+fn protect_renumbered(out: &mut Leg, buf: &mut [u8], n: usize) -> Result<usize, SrtpError> {
+    if n < 12 {
+        return Err(SrtpError::Malformed(crate::error::Malformed::TooShort));
+    }
+    let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    let seq_in = u16::from_be_bytes([buf[2], buf[3]]);
+    let k = out.renumber_slot(ssrc, seq_in);
+    let r = out.renumber[k];
+    let mut seq_out = seq_in.wrapping_add(r.offset);
+    if r.offset != 0 {
+        buf[2..4].copy_from_slice(&seq_out.to_be_bytes());
+    }
+    let Some(ctx) = out.tx.as_mut() else {
+        return Ok(n);
+    };
+    let res = match ctx.protect_rtp(buf, n) {
+        Err(SrtpError::Replayed) => {
+            // The sender went back (restart, or a duplicate): go on from the last number sent
+            // instead of re-using keystream.
+            seq_out = r.last_out.wrapping_add(1);
+            buf[2..4].copy_from_slice(&seq_out.to_be_bytes());
+            let res = ctx.protect_rtp(buf, n);
+            if res.is_ok() {
+                out.renumber[k].offset = seq_out.wrapping_sub(seq_in);
+            }
+            res
+        }
+        other => other,
+    };
+    let slot = &mut out.renumber[k];
+    if res.is_ok() && seq_out.wrapping_sub(slot.last_out) < 0x8000 {
+        slot.last_out = seq_out;
+    }
+    res
+}

@@ -150,7 +150,7 @@ fn not_ready_until_both_legs_are_set() {
         &rtp(1, 1, b"x"),
     );
     assert_eq!(act, Action::Drop(DropReason::NotReady));
-    pair.set_leg(Instant::now(), Side::A, LegSpec::plain(None));
+    pair.set_leg(Instant::now(), Side::A, LegSpec::plain(Some(addr(A_PEER))));
     let (act, _) = send(
         &mut pair,
         &mut plain_peer(),
@@ -208,8 +208,15 @@ fn srtp_to_srtp_uses_different_keys_per_leg() {
 #[test]
 fn strict_latching_drops_other_sources() {
     let mut pair = pair_with(None, None);
+    // Peer behind NAT (configured so): its real source differs from the SDP
+    // address; it is the address its signaling came from.
+    pair.set_leg(
+        Instant::now(),
+        Side::A,
+        LegSpec::plain(Some(addr(A_PEER)))
+            .with_source(SourceFilter::PeerAddress("203.0.113.5".parse().unwrap())),
+    );
     let mut pa = plain_peer();
-    // Peer behind NAT: its real source differs from the SDP address.
     let nat = "203.0.113.5:61000";
     let (act, _) = send(&mut pair, &mut pa, Side::A, nat, &rtp(1, 1, b"a"));
     assert!(matches!(act, Action::Forward { .. }));
@@ -239,10 +246,13 @@ fn strict_latching_drops_other_sources() {
 fn follow_and_off_latching_for_plain_legs() {
     let mut pair = LegPair::new(SessionConfig::default());
     let now = Instant::now();
+    let a_ip: std::net::IpAddr = "192.0.2.10".parse().unwrap();
     pair.set_leg(
         now,
         Side::A,
-        LegSpec::plain(Some(addr(A_PEER))).with_latching(Latching::Follow),
+        LegSpec::plain(Some(addr(A_PEER)))
+            .with_latching(Latching::Follow)
+            .with_source(SourceFilter::PeerAddress(a_ip)),
     );
     pair.set_leg(
         now,
@@ -250,33 +260,13 @@ fn follow_and_off_latching_for_plain_legs() {
         LegSpec::plain(Some(addr(B_PEER))).with_latching(Latching::Off),
     );
     let mut p = plain_peer();
-    send(
-        &mut pair,
-        &mut p,
-        Side::A,
-        "203.0.113.1:1",
-        &rtp(1, 1, b"a"),
-    );
-    let (act, _) = send(
-        &mut pair,
-        &mut p,
-        Side::A,
-        "203.0.113.2:2",
-        &rtp(1, 2, b"a"),
-    );
+    send(&mut pair, &mut p, Side::A, "192.0.2.10:1", &rtp(1, 1, b"a"));
+    let (act, _) = send(&mut pair, &mut p, Side::A, "192.0.2.10:2", &rtp(1, 2, b"a"));
     assert!(
         matches!(act, Action::Forward { .. }),
-        "follow accepts the new source"
+        "follow accepts a new port of the peer's address"
     );
-    assert_eq!(pair.stats(Side::A).latched, Some(addr("203.0.113.2:2")));
-    // Off: B never latches and A's packets keep going to B's SDP address.
-    send(
-        &mut pair,
-        &mut p,
-        Side::B,
-        "203.0.113.9:9",
-        &rtp(2, 1, b"b"),
-    );
+    assert_eq!(pair.stats(Side::A).latched, Some(addr("192.0.2.10:2")));
     let (act, _) = send(
         &mut pair,
         &mut p,
@@ -284,6 +274,23 @@ fn follow_and_off_latching_for_plain_legs() {
         "203.0.113.2:2",
         &rtp(1, 3, b"a"),
     );
+    assert_eq!(
+        act,
+        Action::Drop(DropReason::WrongSource),
+        "never another IP"
+    );
+    // Off: B never latches, takes only its signalled address, and A's
+    // packets keep going to B's SDP address.
+    let (act, _) = send(
+        &mut pair,
+        &mut p,
+        Side::B,
+        "203.0.113.9:9",
+        &rtp(2, 1, b"b"),
+    );
+    assert_eq!(act, Action::Drop(DropReason::UnsignalledSource));
+    send(&mut pair, &mut p, Side::B, B_PEER, &rtp(2, 2, b"b"));
+    let (act, _) = send(&mut pair, &mut p, Side::A, "192.0.2.10:2", &rtp(1, 4, b"a"));
     assert!(matches!(act, Action::Forward { to, .. } if to == addr(B_PEER)));
 }
 
@@ -574,40 +581,311 @@ fn no_destination_and_malformed_are_counted() {
     assert_eq!(st.dropped_total(), 2);
 }
 
+fn at(pair: &mut LegPair, t: Instant, side: Side, src: &str, pkt: &[u8]) -> Action {
+    let mut buf = pkt.to_vec();
+    buf.resize(pkt.len() + 64, 0);
+    pair.handle_packet(t, side, PacketKind::Rtp, addr(src), &mut buf, pkt.len())
+}
+
 #[test]
-fn idle_leg_is_reported_once_and_kept() {
-    let mut pair = pair_with(None, None);
+fn a_silent_leg_ends_the_call_once_and_the_pair_keeps_relaying() {
+    let mut pair = LegPair::new(SessionConfig::default());
     let t0 = Instant::now();
     pair.set_leg(t0, Side::A, LegSpec::plain(Some(addr(A_PEER))));
     pair.set_leg(t0, Side::B, LegSpec::plain(Some(addr(B_PEER))));
-    assert_eq!(pair.poll_idle(t0 + Duration::from_secs(10)), None);
-    let mut buf = rtp(1, 1, b"a");
-    buf.resize(100, 0);
-    pair.handle_packet(
-        t0 + Duration::from_secs(20),
-        Side::A,
-        PacketKind::Rtp,
-        addr(A_PEER),
-        &mut buf,
-        13,
-    );
-    let ev = pair.poll_idle(t0 + Duration::from_secs(31)).unwrap();
+    assert_eq!(pair.poll_timeout(t0 + Duration::from_secs(10)), None);
+    // A talks on; B (the callee) went silent.
+    for s in 0..70u64 {
+        at(
+            &mut pair,
+            t0 + Duration::from_secs(s),
+            Side::A,
+            A_PEER,
+            &rtp(1, s as u16, b"a"),
+        );
+        if s < 59 {
+            assert_eq!(pair.poll_timeout(t0 + Duration::from_secs(s)), None, "{s}");
+        }
+    }
+    let ev = pair.poll_timeout(t0 + Duration::from_secs(60)).unwrap();
     assert_eq!(ev.side, Side::B);
+    assert!(!ev.on_hold);
     assert_eq!(
-        pair.poll_idle(t0 + Duration::from_secs(32)),
+        pair.poll_timeout(t0 + Duration::from_secs(61)),
         None,
-        "reported once"
+        "once"
     );
-    let ev = pair.poll_idle(t0 + Duration::from_secs(51)).unwrap();
-    assert_eq!(ev.side, Side::A);
     // The pair still relays after the report.
-    pair.handle_packet(
-        t0 + Duration::from_secs(52),
+    at(
+        &mut pair,
+        t0 + Duration::from_secs(62),
         Side::B,
-        PacketKind::Rtp,
-        addr(B_PEER),
-        &mut buf,
-        13,
+        B_PEER,
+        &rtp(2, 1, b"b"),
     );
     assert_eq!(pair.stats(Side::B).rtp_in, 1);
+}
+
+#[test]
+fn ringing_calls_and_held_calls_have_their_own_timeouts() {
+    let mut pair = LegPair::new(SessionConfig::default());
+    let t0 = Instant::now();
+    // Only the caller's leg is set (ringing): no timeout however long.
+    pair.set_leg(t0, Side::A, LegSpec::plain(Some(addr(A_PEER))));
+    assert_eq!(pair.poll_timeout(t0 + Duration::from_secs(600)), None);
+    // Answered at 600 s, then on hold: B says recvonly (A sendonly).
+    let t1 = t0 + Duration::from_secs(600);
+    pair.set_leg(
+        t1,
+        Side::A,
+        LegSpec::plain(Some(addr(A_PEER))).with_direction(true, true),
+    );
+    pair.set_leg(
+        t1,
+        Side::B,
+        LegSpec::plain(Some(addr(B_PEER))).with_direction(false, true),
+    );
+    assert_eq!(pair.poll_timeout(t1 + Duration::from_secs(600)), None);
+    let ev = pair.poll_timeout(t1 + Duration::from_secs(3600)).unwrap();
+    assert!(ev.on_hold);
+    assert_eq!(ev.side, Side::A, "the holder said it sends");
+    // Both inactive: the pair's last packet counts, with the hold timeout.
+    let mut pair = LegPair::new(SessionConfig::default());
+    let inactive = |r| LegSpec::plain(Some(addr(r))).with_direction(false, true);
+    pair.set_leg(t0, Side::A, inactive(A_PEER));
+    pair.set_leg(t0, Side::B, inactive(B_PEER));
+    at(
+        &mut pair,
+        t0 + Duration::from_secs(100),
+        Side::B,
+        B_PEER,
+        &rtp(2, 1, b"b"),
+    );
+    assert_eq!(pair.poll_timeout(t0 + Duration::from_secs(3600)), None);
+    assert!(pair.poll_timeout(t0 + Duration::from_secs(3700)).is_some());
+}
+
+#[test]
+fn failed_authentication_never_keeps_a_call_alive_nor_ends_it() {
+    let (ka, _pa) = keys();
+    let mut pair = LegPair::new(SessionConfig::default());
+    let t0 = Instant::now();
+    pair.set_leg(t0, Side::A, LegSpec::srtp(Some(addr(A_PEER)), ka));
+    pair.set_leg(t0, Side::B, LegSpec::plain(Some(addr(B_PEER))));
+    let mut forged = rtp(1, 1, &[0u8; 40]);
+    forged.extend_from_slice(&[0u8; 10]);
+    for s in 0..120u64 {
+        let t = t0 + Duration::from_secs(s);
+        assert_eq!(
+            at(&mut pair, t, Side::A, A_PEER, &forged),
+            Action::Drop(DropReason::SrtpAuth)
+        );
+        at(&mut pair, t, Side::B, B_PEER, &rtp(2, s as u16, b"b"));
+        if s < 60 {
+            assert_eq!(pair.poll_timeout(t), None);
+        }
+    }
+    // Forged packets did not count as A's media: A is dead after 60 s.
+    let ev = pair.poll_timeout(t0 + Duration::from_secs(120)).unwrap();
+    assert_eq!(ev.side, Side::A);
+}
+
+#[test]
+fn a_stranger_cannot_take_a_plain_leg_before_it_latches() {
+    let mut pair = pair_with(None, None);
+    let mut p = plain_peer();
+    // The stranger speaks first, to the far-facing leg B.
+    let (act, _) = send(
+        &mut pair,
+        &mut p,
+        Side::B,
+        "203.0.113.66:9",
+        &rtp(9, 1, b"evil"),
+    );
+    assert_eq!(act, Action::Drop(DropReason::UnsignalledSource));
+    // Same IP as the peer, other port: still a stranger by default.
+    let (act, _) = send(
+        &mut pair,
+        &mut p,
+        Side::B,
+        "198.51.100.20:5002",
+        &rtp(9, 2, b"x"),
+    );
+    assert_eq!(act, Action::Drop(DropReason::UnsignalledSource));
+    assert_eq!(pair.stats(Side::B).latched, None);
+    // A's audio still goes to B's signalled address, not to the stranger.
+    let (act, _) = send(&mut pair, &mut p, Side::A, A_PEER, &rtp(1, 1, b"hello"));
+    assert!(matches!(act, Action::Forward { to, .. } if to == addr(B_PEER)));
+    // The real B latches.
+    let (act, _) = send(&mut pair, &mut p, Side::B, B_PEER, &rtp(2, 1, b"hi"));
+    assert!(matches!(act, Action::Forward { to, .. } if to == addr(A_PEER)));
+    assert_eq!(pair.stats(Side::B).latched, Some(addr(B_PEER)));
+    assert_eq!(
+        pair.stats(Side::B).dropped(DropReason::UnsignalledSource),
+        2
+    );
+}
+
+#[test]
+fn rtcp_is_accepted_from_the_signalled_rtcp_address_only() {
+    let mut pair = LegPair::new(SessionConfig::default());
+    let now = Instant::now();
+    pair.set_leg(
+        now,
+        Side::A,
+        LegSpec::plain(Some(addr(A_PEER))).with_remote_rtcp(Some(addr("192.0.2.10:4100"))),
+    );
+    pair.set_leg(now, Side::B, LegSpec::plain(Some(addr(B_PEER))));
+    let rtcp = |pair: &mut LegPair, src: &str| {
+        let mut buf = rr(1, 0);
+        buf.resize(200, 0);
+        pair.handle_packet(now, Side::A, PacketKind::Rtcp, addr(src), &mut buf, 32)
+    };
+    assert_eq!(
+        rtcp(&mut pair, "192.0.2.10:4001"),
+        Action::Drop(DropReason::UnsignalledSource)
+    );
+    assert!(matches!(
+        rtcp(&mut pair, "192.0.2.10:4100"),
+        Action::Forward { .. }
+    ));
+}
+
+#[test]
+fn nat_peers_may_send_from_their_signalling_address() {
+    let mut pair = LegPair::new(SessionConfig::default());
+    let now = Instant::now();
+    // The SDP names a private address; media comes from the NAT's public
+    // IP, which is where the peer's signaling came from.
+    let nat: std::net::IpAddr = "203.0.113.5".parse().unwrap();
+    pair.set_leg(
+        now,
+        Side::A,
+        LegSpec::plain(Some(addr("10.0.0.5:4000")))
+            .with_source(SourceFilter::PeerAddress(nat))
+            .with_latching(Latching::Follow),
+    );
+    pair.set_leg(now, Side::B, LegSpec::plain(Some(addr(B_PEER))));
+    let mut p = plain_peer();
+    let (act, _) = send(
+        &mut pair,
+        &mut p,
+        Side::A,
+        "198.18.0.1:4000",
+        &rtp(1, 1, b"x"),
+    );
+    assert_eq!(act, Action::Drop(DropReason::UnsignalledSource), "other IP");
+    let (act, _) = send(
+        &mut pair,
+        &mut p,
+        Side::A,
+        "203.0.113.5:61000",
+        &rtp(1, 2, b"x"),
+    );
+    assert!(matches!(act, Action::Forward { .. }));
+    // B's answer goes to the latched (public) address.
+    let (act, _) = send(&mut pair, &mut p, Side::B, B_PEER, &rtp(2, 1, b"y"));
+    assert!(matches!(act, Action::Forward { to, .. } if to == addr("203.0.113.5:61000")));
+    // Follow: the NAT binding moves to another port of the same IP.
+    let (act, _) = send(
+        &mut pair,
+        &mut p,
+        Side::A,
+        "203.0.113.5:61002",
+        &rtp(1, 3, b"x"),
+    );
+    assert!(matches!(act, Action::Forward { .. }));
+    assert_eq!(pair.stats(Side::A).latched, Some(addr("203.0.113.5:61002")));
+    // ...but never to another IP.
+    let (act, _) = send(
+        &mut pair,
+        &mut p,
+        Side::A,
+        "198.18.0.1:61002",
+        &rtp(1, 4, b"x"),
+    );
+    assert_eq!(act, Action::Drop(DropReason::WrongSource));
+}
+
+#[test]
+fn stun_is_counted_apart_from_malformed() {
+    let mut pair = pair_with(None, None);
+    let mut stun = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend_from_slice(&[7u8; 12]);
+    for src in [A_PEER, "203.0.113.66:9"] {
+        let (act, _) = send(&mut pair, &mut plain_peer(), Side::A, src, &stun);
+        assert_eq!(act, Action::Drop(DropReason::Stun));
+    }
+    assert_eq!(pair.stats(Side::A).dropped(DropReason::Stun), 2);
+    assert_eq!(pair.stats(Side::A).dropped(DropReason::Malformed), 0);
+}
+
+#[test]
+fn a_plain_sender_restarting_its_sequence_keeps_reaching_an_srtp_leg() {
+    let (kb, mut pb) = keys();
+    let mut pair = pair_with(None, Some(kb));
+    let mut p = plain_peer();
+    let mut out = Vec::new();
+    // 50 packets from 20 000, then the same SSRC restarts at 10 (lower),
+    // repeats one packet, and jumps ahead.
+    let seqs: Vec<u16> = (20_000..20_050)
+        .chain(10..60)
+        .chain([59])
+        .chain(30_000..30_010)
+        .collect();
+    for s in &seqs {
+        let (act, wire) = send(&mut pair, &mut p, Side::A, A_PEER, &rtp(5, *s, b"audio"));
+        assert!(matches!(act, Action::Forward { .. }), "seq {s}: {act:?}");
+        let plain = open(&mut pb, &wire);
+        out.push(u16::from_be_bytes([plain[2], plain[3]]));
+    }
+    // The SRTP peer sees one sequence going on from where it was: the
+    // restart continues at 20 050, the repeat takes the next number, and
+    // the jump ahead keeps its distance.
+    assert_eq!(out[..100], (20_000..20_100).collect::<Vec<_>>()[..]);
+    assert_eq!(out[100], 20_100, "the repeated packet");
+    assert_eq!(out[101], 30_000 + 20_100 - 59);
+}
+
+#[test]
+fn the_restart_window_closes_in_time() {
+    let (ka, mut pa) = keys();
+    let mut pair = pair_with(Some(ka.clone()), None);
+    let t0 = Instant::now();
+    // The peer talks, then a same-key re-INVITE arms the restart window.
+    let mut buf = vec![0u8; 2048];
+    let mut sendp = |pair: &mut LegPair, peer: &mut Peer, t: Instant, seq: u16| {
+        let pkt = rtp(1, seq, b"x");
+        buf[..pkt.len()].copy_from_slice(&pkt);
+        let n = peer
+            .tx
+            .as_mut()
+            .unwrap()
+            .protect_rtp(&mut buf, pkt.len())
+            .unwrap();
+        pair.handle_packet(t, Side::A, PacketKind::Rtp, addr(A_PEER), &mut buf, n)
+    };
+    for s in 30_000..30_010 {
+        assert!(matches!(
+            sendp(&mut pair, &mut pa, t0, s),
+            Action::Forward { .. }
+        ));
+    }
+    pair.set_leg(t0, Side::A, LegSpec::srtp(Some(addr(A_PEER)), ka.clone()));
+    // 31 s later the phone restarts lower with a fresh context: too late.
+    let mut fresh = Peer {
+        tx: Some(SrtpContext::new(&ka.rx, SrtpConfig::default())),
+        rx: None,
+    };
+    let late = t0 + Duration::from_secs(31);
+    assert_eq!(
+        sendp(&mut pair, &mut fresh, late, 100),
+        Action::Drop(DropReason::SrtpReplay)
+    );
+    // Within the window it recovers at once.
+    pair.set_leg(late, Side::A, LegSpec::srtp(Some(addr(A_PEER)), ka));
+    assert!(matches!(
+        sendp(&mut pair, &mut fresh, late, 101),
+        Action::Forward { .. }
+    ));
 }

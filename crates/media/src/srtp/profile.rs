@@ -103,6 +103,17 @@ impl SrtpProfile {
         })
     }
 
+    /// The spelling of `name` to repeat in an answer (RFC 4568 §5.1.2: the
+    /// answer names the offered suite): `name` itself when it is one of
+    /// this profile's spellings, else [`Self::sdes_name`].
+    pub fn sdes_spelling(self, name: &str) -> &'static str {
+        match (self, name) {
+            (Self::AesCm256HmacSha1_80, "AES_CM_256_HMAC_SHA1_80") => "AES_CM_256_HMAC_SHA1_80",
+            (Self::AesCm256HmacSha1_32, "AES_CM_256_HMAC_SHA1_32") => "AES_CM_256_HMAC_SHA1_32",
+            _ => self.sdes_name(),
+        }
+    }
+
     /// Rank for answer selection: lower is stronger (index in [`Self::ALL`]).
     pub fn strength_rank(self) -> usize {
         Self::ALL

@@ -211,3 +211,118 @@ fn savpf_maps_to_avpf_on_plain_legs() {
     assert_eq!(leg_proto("RTP/AVP", true), "RTP/SAVP");
     assert_eq!(leg_proto("udptl", true), "udptl");
 }
+
+fn sdp(s: &str) -> Sdp {
+    Sdp::parse(s.as_bytes()).unwrap()
+}
+
+const HEAD: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n";
+
+#[test]
+fn every_offered_stream_is_answered_and_only_audio_rtp_is_anchored() {
+    let offer = sdp(&format!(
+        "{HEAD}m=audio 4000 RTP/AVP 0\r\nm=audio 0 RTP/AVP 0\r\nm=video 4004 RTP/AVP 96\r\n\
+         m=audio 4006 RTP/AVP 8\r\nm=application 5000 UDP/BFCP *\r\n"
+    ));
+    let mut a = MediaLeg::new(addr("203.0.113.5:40000"), false);
+    let p = a.on_remote_offer(&offer).unwrap();
+    let anchored: Vec<bool> = p.iter().map(|s| s.anchored).collect();
+    assert_eq!(anchored, [true, false, false, true, false]);
+    assert_eq!(p[3].remote_rtp, Some(addr("192.0.2.1:4006")));
+    assert_eq!(p[2].remote_rtp, None, "video is not a media target");
+    a.set_local(3, Some(addr("203.0.113.5:40010")));
+    let ans = a.local_answer(&offer);
+    let ports: Vec<u16> = ans.media.iter().map(|m| m.port).collect();
+    assert_eq!(ports, [40000, 0, 0, 40010, 0], "{ans}");
+    assert_eq!(ans.media.len(), offer.media.len());
+}
+
+#[test]
+fn multicast_and_broadcast_targets_are_refused_zero_is_hold() {
+    for c in ["224.2.1.1/127", "255.255.255.255", "ff0e::1"] {
+        let fam = if c.contains(':') { "IP6" } else { "IP4" };
+        let offer = sdp(&format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN {fam} {c}\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+        ));
+        let mut a = MediaLeg::new(addr("203.0.113.5:40000"), false);
+        assert!(
+            matches!(a.on_remote_offer(&offer), Err(SdpError::UnusableAddress(_))),
+            "{c}"
+        );
+        assert_eq!(offer.rtp_address(0), None, "{c} is never a target");
+    }
+    let hold = sdp(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendonly\r\n",
+    );
+    let mut a = MediaLeg::new(addr("203.0.113.5:40000"), false);
+    let p = a.on_remote_offer(&hold).unwrap();
+    assert_eq!(p[0].remote_rtp, None);
+    assert_eq!(p[0].direction, Direction::SendOnly);
+}
+
+#[test]
+fn savp_into_a_plain_leg_is_refused_osrtp_is_answered_plain() {
+    let savp = sdp(&secure_offer(KEY1));
+    let mut a = MediaLeg::new(addr("203.0.113.5:40000"), false);
+    assert_eq!(a.on_remote_offer(&savp), Err(SdpError::SrtpNotAllowed));
+    // RTP/AVP with a=crypto (RFC 8643) on a plain leg: plain, no crypto.
+    let osrtp = sdp(PLAIN_OFFER);
+    let p = a.on_remote_offer(&osrtp).unwrap();
+    assert!(p[0].keys.is_none());
+    let ans = a.local_answer(&osrtp);
+    assert_eq!(ans.media[0].proto, "RTP/AVP");
+    assert_eq!(ans.media[0].crypto_lines().count(), 0);
+}
+
+#[test]
+fn osrtp_on_a_secured_leg_answers_avp_with_one_crypto_line() {
+    let offer = sdp(&format!(
+        "{HEAD}m=audio 4000 RTP/AVP 0\r\na=crypto:7 AES_CM_128_HMAC_SHA1_80 inline:{KEY1}\r\n"
+    ));
+    let mut a = MediaLeg::new(addr("203.0.113.5:40000"), true);
+    let p = a.on_remote_offer(&offer).unwrap();
+    assert!(p[0].keys.is_some());
+    let ans = a.local_answer(&offer);
+    assert_eq!(ans.media[0].proto, "RTP/AVP");
+    let lines: Vec<_> = ans.media[0].crypto_lines().collect();
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].starts_with("7 AES_CM_128_HMAC_SHA1_80 inline:"));
+    // A Secured leg still offers RTP/SAVP towards its own peer.
+    let mut b = MediaLeg::new(addr("203.0.113.5:40002"), true);
+    assert_eq!(
+        b.local_offer(&offer, true).unwrap().media[0].proto,
+        "RTP/SAVP"
+    );
+}
+
+#[test]
+fn the_answer_repeats_the_offered_suite_spelling() {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.encode([9u8; 46]);
+    let offer = sdp(&format!(
+        "{HEAD}m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_256_HMAC_SHA1_80 inline:{key}\r\n"
+    ));
+    let mut a = MediaLeg::new(addr("203.0.113.5:40000"), true);
+    a.on_remote_offer(&offer).unwrap();
+    let ans = a.local_answer(&offer).to_string();
+    assert!(
+        ans.contains("a=crypto:1 AES_CM_256_HMAC_SHA1_80 inline:"),
+        "{ans}"
+    );
+}
+
+#[test]
+fn directions_and_rtcp_attribute() {
+    let offer = sdp(&format!(
+        "{HEAD}a=recvonly\r\nm=audio 4000 RTP/AVP 0\r\na=rtcp:4011 IN IP4 192.0.2.9\r\n\
+         m=audio 4002 RTP/AVP 0\r\na=inactive\r\na=rtcp:4003\r\n"
+    ));
+    assert_eq!(offer.direction(0), Direction::RecvOnly, "session level");
+    assert_eq!(offer.direction(1), Direction::Inactive, "media level wins");
+    assert_eq!(offer.rtcp_address(0), Some(addr("192.0.2.9:4011")));
+    assert_eq!(offer.rtcp_address(1), Some(addr("192.0.2.1:4003")));
+    assert_eq!(Direction::SendOnly.answer(), Direction::RecvOnly);
+    assert_eq!(Direction::RecvOnly.answer(), Direction::SendOnly);
+    assert_eq!(Direction::Inactive.answer(), Direction::Inactive);
+    assert!(Direction::SendOnly.sends() && !Direction::RecvOnly.sends());
+}

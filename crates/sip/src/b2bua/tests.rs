@@ -1260,3 +1260,205 @@ fn in_dialog_requests_only_from_the_legs_peer() {
     assert_eq!(codes(&to("192.0.2.1:6000", &out)), vec![200]);
     assert_eq!(h.b2b.call_count(), 0);
 }
+
+/// A media timeout ends an answered call: BYE with a Reason on both legs, ports released,
+/// counted. Before the answer it is ignored (the relay reports again after the answer).
+#[test]
+fn media_timeout_ends_the_call_with_bye_and_reason_on_both_legs() {
+    let mut h = H::new(10);
+    // Ringing: ignored.
+    let out = h.input(A, &invite("c1", "i1", &offer_sdp(4000, "")));
+    let b_inv = find_req(&to(B, &out), Method::Invite);
+    h.b2b
+        .media_timeout(h.now, CallKey(1), Side::A, Duration::from_secs(60), false);
+    assert!(h.drain().is_empty());
+    assert_eq!(h.b2b.call_count(), 1);
+    let out = h.input(
+        B,
+        &answer(&b_inv, StatusCode::OK, Some(&offer_sdp(6000, ""))),
+    );
+    find_resp(&to(A, &out), StatusCode::OK);
+    h.b2b
+        .media_timeout(h.now, CallKey(1), Side::B, Duration::from_secs(61), false);
+    let out = h.drain();
+    for peer in [A, B] {
+        let bye = find_req(&to(peer, &out), Method::Bye);
+        let reason: Vec<&str> = bye.headers.other("Reason").collect();
+        assert_eq!(reason.len(), 1, "{bye:?}");
+        assert!(
+            reason[0].starts_with("SIP;cause=408;text=\"Media Timeout"),
+            "{reason:?}"
+        );
+        assert!(reason[0].contains("callee"), "{reason:?}");
+    }
+    assert_eq!(h.b2b.call_count(), 0);
+    assert_eq!(h.media.released(), vec![CallKey(1)]);
+    assert_eq!(
+        h.b2b
+            .metrics()
+            .media_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // A late report for a call that is gone does nothing.
+    h.b2b
+        .media_timeout(h.now, CallKey(1), Side::B, Duration::from_secs(62), false);
+    assert!(h.drain().is_empty());
+}
+
+/// Every audio stream gets its own relay pair; other streams and port-0 streams are
+/// answered with port 0 on both legs; the count of m= lines is kept (RFC 3264 §6).
+#[test]
+fn every_audio_stream_is_anchored_and_every_m_line_answered() {
+    let mut h = H::new(10);
+    let sdp = "v=0\r\no=a 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+               m=audio 4000 RTP/AVP 0\r\nm=video 4002 RTP/AVP 96\r\nm=audio 0 RTP/AVP 0\r\n\
+               m=audio 4006 RTP/AVP 8\r\n";
+    let out = h.input(A, &invite("c1", "i1", sdp));
+    let b_inv = find_req(&to(B, &out), Method::Invite);
+    let b_sdp = Sdp::parse(&b_inv.body).unwrap();
+    let ports: Vec<u16> = b_sdp.media.iter().map(|m| m.port).collect();
+    assert_eq!(ports[1..3], [0, 0], "video and the disabled stream: port 0");
+    assert!(
+        ports[0] != 0 && ports[3] != 0 && ports[0] != ports[3],
+        "{ports:?}"
+    );
+    assert_eq!(h.media.streams(), vec![(CallKey(1), 0), (CallKey(1), 3)]);
+    let b_answer = "v=0\r\no=b 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\n\
+                    m=audio 6000 RTP/AVP 0\r\nm=video 0 RTP/AVP 96\r\nm=audio 0 RTP/AVP 0\r\n\
+                    m=audio 6006 RTP/AVP 8\r\n";
+    let out = h.input(B, &answer(&b_inv, StatusCode::OK, Some(b_answer)));
+    let ok = find_resp(&to(A, &out), StatusCode::OK);
+    let a_sdp = Sdp::parse(&ok.body).unwrap();
+    let ports: Vec<u16> = a_sdp.media.iter().map(|m| m.port).collect();
+    assert_eq!(ports.len(), 4);
+    assert_eq!(ports[1..3], [0, 0]);
+    assert!(
+        ports[0] != 0 && ports[3] != 0 && ports[0] != ports[3],
+        "{ports:?}"
+    );
+    let legs = h.media.legs();
+    let b3 = legs
+        .iter()
+        .find(|l| l.stream == 3 && l.side == Side::B)
+        .unwrap();
+    assert_eq!(b3.remote_rtp, Some("192.0.2.2:6006".parse().unwrap()));
+    assert!(legs.iter().all(|l| l.stream == 0 || l.stream == 3));
+}
+
+/// Refusals: multicast targets and SAVP into a plain plan get 488 with a reason; an offer
+/// with no audio stream at all gets 488.
+#[test]
+fn unusable_offers_get_488_with_a_reason() {
+    let mut h = H::new(10);
+    for (n, sdp, why) in [
+        (1, offer_sdp(4000, "").replace("c=IN IP4 192.0.2.1", "c=IN IP4 224.2.1.1/127"), "not unicast"),
+        (2, offer_sdp(4000, "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\r\n").replace("RTP/AVP", "RTP/SAVP"), "does not use SRTP"),
+        (3, offer_sdp(4000, "").replace("m=audio", "m=video"), "no audio"),
+    ] {
+        let out = h.input(A, &invite(&format!("c{n}"), &format!("i{n}"), &sdp));
+        let r = find_resp(&to(A, &out), StatusCode::NOT_ACCEPTABLE_HERE);
+        assert!(r.reason.contains(why), "{}", r.reason);
+        assert!(to(B, &out).is_empty());
+    }
+    assert_eq!(h.b2b.call_count(), 0);
+    assert!(h.media.live().is_empty(), "nothing left allocated");
+}
+
+/// The peers' media settings reach the relay: a NAT'd peer's plain RTP may come from its
+/// signaling address.
+#[test]
+fn peer_media_settings_and_directions_reach_the_relay() {
+    let mut pa = peer("a", "192.0.2.1", 5060, TransportKind::Tcp, "plain");
+    pa.media_source = MediaSource::PeerAddress;
+    pa.media_latching = MediaLatching::Follow;
+    let pol = Policy::new(
+        vec![plan(
+            "plain",
+            VoipSecurity::Unsecured,
+            &[("", Target::Peer("b".into()))],
+        )],
+        vec![
+            pa,
+            peer("b", "192.0.2.2", 5060, TransportKind::Tcp, "plain"),
+        ],
+        &PolicyOptions::default(),
+    )
+    .unwrap();
+    let mut h = H::new(10);
+    h.b2b.policy().store(pol);
+    let out = h.input(A, &invite("c1", "i1", &offer_sdp(4000, "a=sendonly\r\n")));
+    let b_inv = find_req(&to(B, &out), Method::Invite);
+    h.input(
+        B,
+        &answer(
+            &b_inv,
+            StatusCode::OK,
+            Some(&offer_sdp(6000, "a=recvonly\r\n")),
+        ),
+    );
+    let legs = h.media.legs();
+    let a = &legs.iter().find(|l| l.side == Side::A).unwrap().media;
+    assert_eq!(a.source, MediaSource::PeerAddress);
+    assert_eq!(a.latching, MediaLatching::Follow);
+    assert_eq!(a.peer_ip, Some("192.0.2.1".parse().unwrap()));
+    assert!(
+        a.peer_sends && a.on_hold,
+        "sendonly: the caller sends, on hold"
+    );
+    let b = &legs.iter().find(|l| l.side == Side::B).unwrap().media;
+    assert_eq!(b.source, MediaSource::Sdp);
+    assert!(
+        !b.peer_sends && b.on_hold,
+        "recvonly: the callee does not send"
+    );
+}
+
+/// A local endpoint call on hold: the answer turns sendonly into recvonly, carries Contact,
+/// and the endpoint is told to stop sending; resume turns it back.
+#[test]
+fn echo_hold_answers_recvonly_with_contact_and_stops_the_endpoint() {
+    #[derive(Default)]
+    struct Holding {
+        inner: Echo,
+        sending: std::sync::Mutex<Vec<bool>>,
+    }
+    impl LocalEndpoint for Holding {
+        fn answer(&self, call: CallKey, offer: &Sdp) -> Result<Sdp, StatusCode> {
+            self.inner.answer(call, offer)
+        }
+        fn hangup(&self, call: CallKey) {
+            self.inner.hangup(call)
+        }
+        fn set_sending(&self, _call: CallKey, sending: bool) {
+            self.sending.lock().unwrap().push(sending);
+        }
+    }
+    let mut h = H::new(10);
+    let ep = Arc::new(Holding::default());
+    h.b2b.set_local_endpoint(ep.clone());
+    let inv = invite("c1", "i1", &offer_sdp(4000, "")).replace("sip:100@gw", "sip:700@gw");
+    let out = h.input(A, &inv);
+    let ok = find_resp(&to(A, &out), StatusCode::OK);
+    for (cseq, offered, answered) in [(2, "sendonly", "recvonly"), (3, "sendrecv", "sendrecv")] {
+        let out = h.input(
+            A,
+            &a_request(
+                &ok,
+                "INVITE",
+                cseq,
+                &offer_sdp(4000, &format!("a={offered}\r\n")),
+            ),
+        );
+        let r = find_resp(&to(A, &out), StatusCode::OK);
+        let body = String::from_utf8(r.body.clone()).unwrap();
+        assert!(body.contains(&format!("a={answered}\r\n")), "{body}");
+        assert_eq!(
+            body.matches("a=sendrecv").count() + body.matches("a=recvonly").count(),
+            1,
+            "{body}"
+        );
+        assert!(r.headers.contact().is_some(), "Contact in the 2xx: {r:?}");
+    }
+    assert_eq!(*ep.sending.lock().unwrap(), vec![false, true]);
+}

@@ -23,6 +23,8 @@ pub(crate) fn peer(name: &str, addr: &str, port: u16, t: TransportKind, plan: &s
         port,
         transport: t,
         dial_plan: plan.into(),
+        media_source: Default::default(),
+        media_latching: Default::default(),
     }
 }
 

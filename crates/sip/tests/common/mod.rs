@@ -202,6 +202,8 @@ pub fn peer(name: &str, addr: &str, port: u16, t: TransportKind, plan: &str) -> 
         port,
         transport: t,
         dial_plan: plan.into(),
+        media_source: Default::default(),
+        media_latching: Default::default(),
     }
 }
 
