@@ -912,3 +912,6 @@ fn protect_renumbered(out: &mut Leg, buf: &mut [u8], n: usize) -> Result<usize, 
     }
     res
 }
+
+#[cfg(test)]
+mod tests;

@@ -276,13 +276,13 @@ enum Take {
     Normal(i64),
     /// A restart: a new epoch begins at this packet.
     Restart,
-    /// A jump more than [`EPOCH_JUMP`] ahead: a new epoch begins here too
-    /// (without using the stream's restart).
+    /// A jump past the replay window: a new epoch begins here too (without
+    /// using the stream's restart), so that an epoch never holds a gap wider
+    /// than the window — an index in such a gap was never accepted, but once
+    /// the epoch's fingerprints are gone it could not be told from one that
+    /// was.
     Jump,
 }
-
-/// A packet this far ahead of its stream's highest index starts a new epoch.
-const EPOCH_JUMP: i64 = 2048;
 
 /// Largest packet for which a restart is retried with GCM.
 const SCRATCH_LEN: usize = 2048;
@@ -579,12 +579,12 @@ impl SrtpContext {
     /// Takes an accepted packet into stream `i`'s state; `fp` is recorded in
     /// the content memory (received packets).
     fn commit_rtp(&mut self, i: usize, roc: u32, seq: u16, take: Take, fp: Option<u32>) {
+        let jump = self.config.replay_window as i64;
         let st = &mut self.streams[i].rtp;
         let index = packet_index(roc, seq);
-        // A jump far ahead starts a new epoch, so that an epoch never holds a
-        // gap its content memory could not cover.
+        // A jump past the window starts a new epoch (see `Take::Jump`).
         let take = match take {
-            Take::Normal(delta) if delta > EPOCH_JUMP => Take::Jump,
+            Take::Normal(delta) if delta > jump => Take::Jump,
             t => t,
         };
         match take {
@@ -997,9 +997,10 @@ impl SrtpContext {
         };
         self.packets_left -= 1;
         self.touch(i);
+        let jump = self.config.replay_window as i64;
         let st = &mut self.streams[i].rtcp;
         let take = match take {
-            Take::Normal(d) if d > EPOCH_JUMP => Take::Jump,
+            Take::Normal(d) if d > jump => Take::Jump,
             t => t,
         };
         match take {
