@@ -81,6 +81,19 @@ pub mod defaults {
     pub const MAX_CALLS: usize = 1000;
     /// `limits.retry_after_secs`: Retry-After of that 503.
     pub const RETRY_AFTER_SECS: u32 = 5;
+    /// `limits.admission_timeout_ms`: 5 s for a connection to bring an admitted request: a
+    /// phone or PBX sends its first request at once; a stranger's idle socket is not kept.
+    pub const ADMISSION_TIMEOUT_MS: u64 = 5_000;
+    /// `limits.partial_message_timeout_ms`: 30 s to complete a message once begun.
+    pub const PARTIAL_MESSAGE_TIMEOUT_MS: u64 = 30_000;
+    /// `limits.max_stranger_connections`: 64 connections from non-peer addresses at once.
+    pub const MAX_STRANGER_CONNECTIONS: usize = 64;
+    /// `limits.max_stranger_connections_per_ip`: 8 of them per source address.
+    pub const MAX_STRANGER_CONNECTIONS_PER_IP: usize = 8;
+    /// `limits.session_expires_secs`: 1800 s, RFC 4028's recommended session interval.
+    pub const SESSION_EXPIRES_SECS: u64 = 1800;
+    /// `limits.min_se_secs`: 90 s, RFC 4028's minimum.
+    pub const MIN_SE_SECS: u64 = 90;
     /// `limits.max_connections`: stream connections at most, inbound + outbound (R-SIP-5).
     pub const MAX_CONNECTIONS: usize = 4096;
     /// `limits.max_connections_per_ip`: inbound stream connections per source IP at most.
@@ -259,6 +272,29 @@ pub struct LimitsSection {
     /// `shutdown_grace_secs`: on graceful shutdown calls get this long before BYE. Default
     /// [`defaults::SHUTDOWN_GRACE_SECS`].
     pub shutdown_grace_secs: u64,
+    /// `admission_timeout_ms`: an inbound connection without an admitted request this long
+    /// after accept (or its TLS handshake) is closed; keep-alives do not count. Default
+    /// [`defaults::ADMISSION_TIMEOUT_MS`].
+    pub admission_timeout_ms: u64,
+    /// `partial_message_timeout_ms`: a connection holding an incomplete message this long is
+    /// closed (slowloris). Default [`defaults::PARTIAL_MESSAGE_TIMEOUT_MS`].
+    pub partial_message_timeout_ms: u64,
+    /// `max_stranger_connections`: connections from addresses that are no peer's, not yet
+    /// admitted, share this quota instead of `max_connections`. Default
+    /// [`defaults::MAX_STRANGER_CONNECTIONS`].
+    pub max_stranger_connections: usize,
+    /// `max_stranger_connections_per_ip`: the same per source IP. Default
+    /// [`defaults::MAX_STRANGER_CONNECTIONS_PER_IP`].
+    pub max_stranger_connections_per_ip: usize,
+    /// `plain_peers_only`: close TCP connections on the plain listener from addresses that
+    /// are no plain peer's at accept. Default false.
+    pub plain_peers_only: bool,
+    /// `session_expires_secs`: the session interval the gateway asks for and uses (RFC 4028);
+    /// 0 turns session timers off. Default [`defaults::SESSION_EXPIRES_SECS`].
+    pub session_expires_secs: u64,
+    /// `min_se_secs`: the smallest session interval accepted (`Min-SE`, 422 below it).
+    /// Default [`defaults::MIN_SE_SECS`] (RFC 4028's floor; smaller values are for tests).
+    pub min_se_secs: u64,
 }
 
 impl LimitsSection {
@@ -269,6 +305,22 @@ impl LimitsSection {
     /// `shutdown_grace_secs` as a duration.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+    /// `admission_timeout_ms` as a duration.
+    pub fn admission_timeout(&self) -> Duration {
+        Duration::from_millis(self.admission_timeout_ms)
+    }
+    /// `partial_message_timeout_ms` as a duration.
+    pub fn partial_message_timeout(&self) -> Duration {
+        Duration::from_millis(self.partial_message_timeout_ms)
+    }
+    /// The session interval, `None` when session timers are off.
+    pub fn session_expires(&self) -> Option<Duration> {
+        (self.session_expires_secs > 0).then(|| Duration::from_secs(self.session_expires_secs))
+    }
+    /// `min_se_secs` as a duration.
+    pub fn min_se(&self) -> Duration {
+        Duration::from_secs(self.min_se_secs)
     }
 }
 

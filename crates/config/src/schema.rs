@@ -80,6 +80,13 @@ pub(crate) struct RawLimits {
     pub(crate) max_connections_per_ip: Option<usize>,
     pub(crate) tls_handshake_timeout_ms: Option<u64>,
     pub(crate) shutdown_grace_secs: Option<u64>,
+    pub(crate) admission_timeout_ms: Option<u64>,
+    pub(crate) partial_message_timeout_ms: Option<u64>,
+    pub(crate) max_stranger_connections: Option<usize>,
+    pub(crate) max_stranger_connections_per_ip: Option<usize>,
+    pub(crate) plain_peers_only: Option<bool>,
+    pub(crate) session_expires_secs: Option<u64>,
+    pub(crate) min_se_secs: Option<u64>,
 }
 
 /// `[admin]`

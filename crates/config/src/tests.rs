@@ -122,6 +122,13 @@ fn a_minimal_file_takes_every_default() {
             max_connections_per_ip: 256,
             tls_handshake_timeout_ms: 5000,
             shutdown_grace_secs: 30,
+            admission_timeout_ms: 5000,
+            partial_message_timeout_ms: 30000,
+            max_stranger_connections: 64,
+            max_stranger_connections_per_ip: 8,
+            plain_peers_only: false,
+            session_expires_secs: 1800,
+            min_se_secs: 90,
         }
     );
     assert_eq!(c.limits.tls_handshake_timeout(), Duration::from_secs(5));
@@ -435,6 +442,25 @@ fn limits_are_sane() {
             "limits.tls_handshake_timeout_ms",
         ),
         ("max_calls = -1", "limits.max_calls"),
+        ("admission_timeout_ms = 0", "limits.admission_timeout_ms"),
+        (
+            "partial_message_timeout_ms = 0",
+            "limits.partial_message_timeout_ms",
+        ),
+        (
+            "max_stranger_connections = 0",
+            "limits.max_stranger_connections",
+        ),
+        (
+            "max_stranger_connections = 4\nmax_stranger_connections_per_ip = 5",
+            "limits.max_stranger_connections_per_ip",
+        ),
+        ("min_se_secs = 1", "limits.min_se_secs"),
+        (
+            "session_expires_secs = 60\nmin_se_secs = 90",
+            "limits.session_expires_secs",
+        ),
+        ("plain_peers_only = \"yes\"", "limits.plain_peers_only"),
     ] {
         assert_eq!(
             error(&format!("{LISTEN}[limits]\n{text}\n")).key,
@@ -445,6 +471,18 @@ fn limits_are_sane() {
     // A small connection cap lowers the per-IP default with it.
     let c = parse(&format!("{LISTEN}[limits]\nmax_connections = 10\n")).unwrap();
     assert_eq!(c.limits.max_connections_per_ip, 10);
+    // So does a small stranger quota; 0 turns session timers off, whatever min_se_secs says.
+    let c = parse(&format!(
+        "{LISTEN}[limits]\nmax_stranger_connections = 3\nsession_expires_secs = 0\n"
+    ))
+    .unwrap();
+    assert_eq!(c.limits.max_stranger_connections_per_ip, 3);
+    assert_eq!(c.limits.session_expires_secs, 0);
+    let c = parse(&format!("{LISTEN}[limits]\nsession_expires_secs = 30\n")).unwrap();
+    assert_eq!(
+        c.limits.min_se_secs, 30,
+        "the Min-SE default follows a short interval"
+    );
 }
 
 #[test]

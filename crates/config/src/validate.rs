@@ -77,6 +77,7 @@ pub(crate) fn validate(raw: RawConfig, source: ConfigSource) -> Result<Config, P
                 port: p.port,
                 transport: p
                     .transport_in(security_of(&p.dial_plan).unwrap_or(defaults::VOIP_SECURITY)),
+                transport_fixed: p.transport.is_some(),
                 dial_plan: p.dial_plan.clone(),
                 media_source: p.media_source,
                 media_latching: p.media_latching,
@@ -414,6 +415,57 @@ fn limits(raw: &RawConfig) -> Result<LimitsSection, Problem> {
     if tls_handshake_timeout_ms == 0 {
         return bad("limits.tls_handshake_timeout_ms", "must be at least 1 ms");
     }
+    let ms = |key: &str, v: Option<u64>, default: u64| match v {
+        Some(0) => bad(format!("limits.{key}"), "must be at least 1 ms"),
+        v => Ok(v.unwrap_or(default)),
+    };
+    let admission_timeout_ms = ms(
+        "admission_timeout_ms",
+        l.admission_timeout_ms,
+        defaults::ADMISSION_TIMEOUT_MS,
+    )?;
+    let partial_message_timeout_ms = ms(
+        "partial_message_timeout_ms",
+        l.partial_message_timeout_ms,
+        defaults::PARTIAL_MESSAGE_TIMEOUT_MS,
+    )?;
+    let max_stranger_connections = at_least_one(
+        "max_stranger_connections",
+        l.max_stranger_connections,
+        defaults::MAX_STRANGER_CONNECTIONS,
+    )?;
+    let max_stranger_connections_per_ip = at_least_one(
+        "max_stranger_connections_per_ip",
+        l.max_stranger_connections_per_ip,
+        defaults::MAX_STRANGER_CONNECTIONS_PER_IP.min(max_stranger_connections),
+    )?;
+    if max_stranger_connections_per_ip > max_stranger_connections {
+        return bad(
+            "limits.max_stranger_connections_per_ip",
+            format!(
+                "{max_stranger_connections_per_ip} is above limits.max_stranger_connections \
+                 {max_stranger_connections}"
+            ),
+        );
+    }
+    let session_expires_secs = l
+        .session_expires_secs
+        .unwrap_or(defaults::SESSION_EXPIRES_SECS);
+    let min_se_secs = l
+        .min_se_secs
+        .unwrap_or(defaults::MIN_SE_SECS.min(session_expires_secs.max(2)));
+    if min_se_secs < 2 {
+        return bad("limits.min_se_secs", "must be at least 2 seconds");
+    }
+    if session_expires_secs != 0 && session_expires_secs < min_se_secs {
+        return bad(
+            "limits.session_expires_secs",
+            format!(
+                "{session_expires_secs} is below limits.min_se_secs {min_se_secs} (0 turns \
+                 session timers off)"
+            ),
+        );
+    }
     Ok(LimitsSection {
         max_calls,
         retry_after_secs: l.retry_after_secs.unwrap_or(defaults::RETRY_AFTER_SECS),
@@ -423,6 +475,13 @@ fn limits(raw: &RawConfig) -> Result<LimitsSection, Problem> {
         shutdown_grace_secs: l
             .shutdown_grace_secs
             .unwrap_or(defaults::SHUTDOWN_GRACE_SECS),
+        admission_timeout_ms,
+        partial_message_timeout_ms,
+        max_stranger_connections,
+        max_stranger_connections_per_ip,
+        plain_peers_only: l.plain_peers_only.unwrap_or(false),
+        session_expires_secs,
+        min_se_secs,
     })
 }
 

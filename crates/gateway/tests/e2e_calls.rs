@@ -324,11 +324,18 @@ fn baresip_srtp_over_tls_to_plain_sipp_through_the_gateway() {
         n(plain, "payload_seen_in_srtp") * 10 >= n(plain, "rtp") * 9,
         "the plain leg carries alice's (decrypted) audio: {report}"
     );
+    // A call is counted when it ends (its GW1220 record): wait for the BYE to land.
+    wait_until(5, "the calls to be counted", || {
+        metric(
+            &gw.metrics(),
+            "mediagate_calls_total{dial_plan=\"secured\",mode=\"Secured\",result=\"answered\"}",
+        ) >= 1.0
+    });
     let m = gw.metrics();
     assert_eq!(
         metric(
             &m,
-            "mediagate_calls_total{dial_plan=\"secured\",mode=\"Secured\"}"
+            "mediagate_calls_total{dial_plan=\"secured\",mode=\"Secured\",result=\"answered\"}"
         ),
         1.0,
         "{m}"
@@ -378,11 +385,18 @@ fn sipsecured_call_is_tls_with_plain_rtp() {
     );
     let (tx, rx) = baresip_packets(&log);
     assert!(tx > 100 && rx > 100, "tx {tx} rx {rx}");
+    // A call is counted when it ends (its GW1220 record): wait for the BYE to land.
+    wait_until(5, "the calls to be counted", || {
+        metric(
+            &gw.metrics(),
+            "mediagate_calls_total{dial_plan=\"sipsecured\",mode=\"SIPSecured\",result=\"answered\"}",
+        ) >= 1.0
+    });
     let m = gw.metrics();
     assert_eq!(
         metric(
             &m,
-            "mediagate_calls_total{dial_plan=\"sipsecured\",mode=\"SIPSecured\"}"
+            "mediagate_calls_total{dial_plan=\"sipsecured\",mode=\"SIPSecured\",result=\"answered\"}"
         ),
         1.0,
         "{m}"
@@ -458,11 +472,18 @@ fn unsecured_calls_over_udp_and_tcp() {
         uac.output(),
         std::fs::read_to_string(lab.path().join("uac_msg.log")).unwrap_or_default()
     );
+    // A call is counted when it ends (its GW1220 record): wait for the BYE to land.
+    wait_until(5, "the calls to be counted", || {
+        metric(
+            &gw.metrics(),
+            "mediagate_calls_total{dial_plan=\"plain\",mode=\"Unsecured\",result=\"answered\"}",
+        ) >= 2.0
+    });
     let m = gw.metrics();
     assert_eq!(
         metric(
             &m,
-            "mediagate_calls_total{dial_plan=\"plain\",mode=\"Unsecured\"}"
+            "mediagate_calls_total{dial_plan=\"plain\",mode=\"Unsecured\",result=\"answered\"}"
         ),
         2.0,
         "{m}"
@@ -830,11 +851,18 @@ fn demo_configuration_calls_its_echo_endpoint() {
         "1",
     ]);
     assert_eq!(code, Some(0), "{out}");
+    // A call is counted when it ends (its GW1220 record): wait for the BYE to land.
+    wait_until(5, "the calls to be counted", || {
+        metric(
+            &gw.metrics(),
+            "mediagate_calls_total{dial_plan=\"demo-secured\",mode=\"Secured\",result=\"answered\"}",
+        ) >= 2.0
+    });
     let m = gw.metrics();
     assert_eq!(
         metric(
             &m,
-            "mediagate_calls_total{dial_plan=\"demo-secured\",mode=\"Secured\"}"
+            "mediagate_calls_total{dial_plan=\"demo-secured\",mode=\"Secured\",result=\"answered\"}"
         ),
         2.0,
         "{m}"
@@ -842,7 +870,7 @@ fn demo_configuration_calls_its_echo_endpoint() {
     assert_eq!(
         metric(
             &m,
-            "mediagate_calls_total{dial_plan=\"demo-unsecured\",mode=\"Unsecured\"}"
+            "mediagate_calls_total{dial_plan=\"demo-unsecured\",mode=\"Unsecured\",result=\"answered\"}"
         ),
         1.0,
         "{m}"

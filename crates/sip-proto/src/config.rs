@@ -21,8 +21,11 @@ pub struct Config {
     pub trying_delay: Duration,
     /// Stream framing caps.
     pub framing: FramingConfig,
-    /// Seed for generated branch parameters and tags; give each process a random one.
-    pub id_seed: u64,
+    /// Key of the ChaCha20 generator behind Call-IDs, tags and branches. The driver gives each
+    /// process a fresh random one ([`Config::with_random_ids`] is the usual way); tests may fix
+    /// it ([`Config::with_id_seed`]) to be deterministic. The default is fixed and for tests
+    /// only: two processes on it produce the same identifiers.
+    pub id_seed: [u8; 32],
     /// Live transactions above which new requests get a stateless 503 (default 100 000:
     /// 1000 calls/s on UDP keeps ~30 000 non-INVITE transactions in Timer J, so this is 3x
     /// headroom at a few hundred bytes each).
@@ -40,7 +43,7 @@ impl Default for Config {
             timer_d: Duration::from_secs(32),
             trying_delay: Duration::from_millis(200),
             framing: FramingConfig::default(),
-            id_seed: 0x6d65_6469_6167_6174,
+            id_seed: *b"mediagate test identifiers seed!",
             max_transactions: 100_000,
             overload_retry_after: 5,
         }
@@ -48,6 +51,20 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Sets a deterministic identifier seed from a number (tests).
+    pub fn with_id_seed(mut self, seed: u64) -> Self {
+        self.id_seed = [0; 32];
+        self.id_seed[..8].copy_from_slice(&seed.to_le_bytes());
+        self
+    }
+
+    /// Sets the identifier seed to `seed`, 32 bytes from the operating system's random source
+    /// (the driver reads them; this crate does no I/O).
+    pub fn with_random_ids(mut self, seed: [u8; 32]) -> Self {
+        self.id_seed = seed;
+        self
+    }
+
     /// 64*T1: timers B, F, H, J and the 2xx give-up time.
     pub fn timeout_64t1(&self) -> Duration {
         self.t1 * 64

@@ -5,6 +5,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::time::Instant;
 
+use rand_core::{RngCore as _, SeedableRng as _};
+
 use crate::config::Config;
 use crate::dialog::Accepted2xx;
 use crate::error::ApiError;
@@ -257,7 +259,8 @@ struct Entry {
 pub struct Endpoint {
     config: Config,
     next_id: u64,
-    id_counter: u64,
+    /// The identifier generator (ChaCha20 keyed by `config.id_seed`).
+    ids: rand_chacha::ChaCha20Rng,
     txs: BTreeMap<TransactionId, Entry>,
     client_index: HashMap<ClientKey, TransactionId>,
     server_index: HashMap<ServerKey, TransactionId>,
@@ -280,21 +283,13 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-/// SplitMix64: cheap, deterministic id generation from the configured seed.
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 impl Endpoint {
     /// A new endpoint. It holds no clock: every input carries `now`.
     pub fn new(config: Config) -> Endpoint {
         Endpoint {
+            ids: rand_chacha::ChaCha20Rng::from_seed(config.id_seed),
             config,
             next_id: 0,
-            id_counter: 0,
             txs: BTreeMap::new(),
             client_index: HashMap::new(),
             server_index: HashMap::new(),
@@ -310,19 +305,23 @@ impl Endpoint {
         &self.config
     }
 
-    fn next_random(&mut self) -> u64 {
-        self.id_counter += 1;
-        splitmix(self.config.id_seed ^ splitmix(self.id_counter))
-    }
-
-    /// A fresh branch parameter (`z9hG4bK` + 16 hex digits).
+    /// A fresh branch parameter: `z9hG4bK` + 96 random bits in hex (RFC 3261 §8.1.1.7 wants
+    /// it unique across space and time; ≥ 64 bits make it unguessable too).
     pub fn new_branch(&mut self) -> String {
-        format!("{BRANCH_MAGIC_COOKIE}{:016x}", self.next_random())
+        let (a, b) = (self.ids.next_u64(), self.ids.next_u32());
+        format!("{BRANCH_MAGIC_COOKIE}{a:016x}{b:08x}")
     }
 
-    /// A fresh From/To tag.
+    /// A fresh From/To tag: 64 random bits in hex (RFC 3261 §19.3 asks for at least 32).
     pub fn new_tag(&mut self) -> String {
-        format!("{:012x}", self.next_random() >> 16)
+        format!("{:016x}", self.ids.next_u64())
+    }
+
+    /// A fresh Call-ID: 128 random bits in hex at `host` (RFC 3261 §8.1.1.4: unique across
+    /// space and time, across restarts and gateway nodes).
+    pub fn new_call_id(&mut self, host: &str) -> String {
+        let (a, b) = (self.ids.next_u64(), self.ids.next_u64());
+        format!("{a:016x}{b:016x}@{host}")
     }
 
     /// Queues the 400/413 for input we could not accept, when one could be built from what
@@ -338,8 +337,41 @@ impl Endpoint {
 
     /// Input: one datagram, or one frame cut by [`crate::framing::check`]. CRLF keep-alive
     /// datagrams are consumed silently. Malformed requests are answered 400/505 statelessly.
+    ///
+    /// A datagram gets the same size caps as a stream message ([`crate::framing::FramingConfig`]):
+    /// a header block or body over them is answered 413 (when a Via can be read from the part
+    /// within the cap) and reported as [`Event::FramingError`], never parsed whole.
     pub fn handle_input(&mut self, now: Instant, remote: Remote, bytes: &[u8]) {
         if is_keepalive_datagram(bytes) {
+            return;
+        }
+        if remote.transport == TransportKind::Udp
+            && let Some(error) = self.oversized_datagram(bytes)
+        {
+            // The whole lines within the cap, closed as a header block: enough to read the
+            // Via (and the rest, if they come first) for the 413.
+            let max = self.config.framing.max_header_bytes;
+            let head = &bytes[..bytes.len().min(max)];
+            let lines = head
+                .windows(2)
+                .rposition(|w| w == b"\r\n")
+                .map_or(&head[..0], |p| &head[..p + 2]);
+            let mut block = Vec::with_capacity(lines.len() + 2);
+            block.extend_from_slice(lines);
+            block.extend_from_slice(b"\r\n");
+            let partial = match parse(&block) {
+                Ok(m) => PartialHeaders::from_message(&m),
+                Err(e) => *e.partial,
+            };
+            let status = StatusCode::REQUEST_ENTITY_TOO_LARGE;
+            let response = partial.response(status, &format!("{} ({error})", status.reason()));
+            let answered = self.transmit_answer(remote, response);
+            self.out.push_back(Output::Event(Event::FramingError {
+                remote,
+                error,
+                answered,
+            }));
+            self.process(now);
             return;
         }
         match parse(bytes) {
@@ -354,6 +386,26 @@ impl Endpoint {
             }
         }
         self.process(now);
+    }
+
+    /// The cap a datagram breaks, if any: its header block (up to the blank line, or all of it
+    /// without one) over `max_header_bytes`, or its body over `max_body_bytes`.
+    fn oversized_datagram(&self, bytes: &[u8]) -> Option<FrameError> {
+        let caps = &self.config.framing;
+        let header_len = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(bytes.len(), |p| p + 4);
+        if header_len > caps.max_header_bytes {
+            return Some(FrameError::HeadersTooLarge {
+                max: caps.max_header_bytes,
+            });
+        }
+        let body = bytes.len() - header_len;
+        (body > caps.max_body_bytes).then_some(FrameError::BodyTooLarge {
+            header_len,
+            content_length: body,
+        })
     }
 
     /// Input: [`crate::framing::check`] returned `Error(error)` for the stream buffer `buf`.

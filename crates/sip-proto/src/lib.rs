@@ -88,12 +88,37 @@ pub enum TransportKind {
     Tls,
 }
 
+impl TransportKind {
+    /// The lower-case name used in configuration files, URI `transport=` parameters and logs
+    /// (`udp`, `tcp`, `tls`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Udp => "udp",
+            TransportKind::Tcp => "tcp",
+            TransportKind::Tls => "tls",
+        }
+    }
+}
+
+impl std::fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The peer of a message: transport plus address. For streams the driver maps it to the
-/// connection (responses go back on the connection the request came on).
+/// connection (responses go back on the connection the request came on). Displays as
+/// `tls:192.0.2.1:5061`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Remote {
     /// Transport.
     pub transport: TransportKind,
     /// Peer address (for an inbound stream: the connection's source address).
     pub addr: SocketAddr,
+}
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.transport, self.addr)
+    }
 }

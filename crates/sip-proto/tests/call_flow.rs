@@ -19,9 +19,7 @@ fn t0() -> Instant {
 }
 
 fn config(seed: u64) -> Config {
-    let mut c = Config::default();
-    c.id_seed = seed;
-    c
+    Config::default().with_id_seed(seed)
 }
 
 const LATENCY: Duration = Duration::from_millis(10);

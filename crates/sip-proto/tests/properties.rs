@@ -121,7 +121,12 @@ fn headers(m: Method, body_len: usize) -> impl Strategy<Value = Headers> {
 fn message() -> impl Strategy<Value = Message> {
     let body = prop::collection::vec(any::<u8>(), 0..64);
     let req = (method(), uri(), body.clone()).prop_flat_map(|(m, u, b)| {
-        headers(m.clone(), b.len()).prop_map(move |h| {
+        headers(m.clone(), b.len()).prop_map(move |mut h| {
+            // A request carries Max-Forwards (RFC 3261 §8.1.1; refused without it).
+            if h.max_forwards().is_none() {
+                let at = h.0.len() - 1;
+                h.0.insert(at, Header::MaxForwards(70));
+            }
             Message::Request(Request {
                 method: m.clone(),
                 uri: u.clone(),

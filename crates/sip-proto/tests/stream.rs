@@ -17,7 +17,7 @@ const INVITE: &[u8] = include_bytes!("../../../testdata/sip/invite-sdp.sip");
 fn options(n: u32) -> Vec<u8> {
     format!(
         "OPTIONS sip:gw.example.com SIP/2.0\r\nv: SIP/2.0/TCP 10.0.0.1;branch=z9hG4bKopt{n}\r\n\
-         f: <sip:pbx@example.com>;tag=p\r\nt: <sip:gw.example.com>\r\ni: opt{n}\r\nCSeq: {n} OPTIONS\r\nl: 0\r\n\r\n"
+         f: <sip:pbx@example.com>;tag=p\r\nt: <sip:gw.example.com>\r\ni: opt{n}\r\nCSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\nl: 0\r\n\r\n"
     )
     .into_bytes()
 }

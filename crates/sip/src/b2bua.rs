@@ -17,9 +17,9 @@
 //! follows its own peer's dial plan (R-SIP-2).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mediagate_pki::PeerIdentity;
 use mediagate_sip_proto::framing::FrameError;
@@ -35,7 +35,10 @@ use mediagate_sip_proto::{
 
 use crate::media::{CallKey, LegMedia, MediaAnchor, Side};
 use crate::metrics::SipMetrics;
-use crate::policy::{MediaLatching, MediaSource, PeerAddress, Policy, PolicyHandle, Target};
+use crate::policy::{
+    MediaLatching, MediaSource, PeerAddress, Policy, PolicyHandle, Target, VoipSecurity,
+};
+use session_timer::{Refresher, SessionTimer, UasDecision};
 
 /// Methods we answer, for `Allow` headers.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, PRACK";
@@ -53,17 +56,31 @@ pub struct B2buaConfig {
     pub max_calls: usize,
     /// Retry-After seconds on that 503.
     pub retry_after: u32,
+    /// Session interval the gateway asks for and uses (RFC 4028); `None` turns session timers
+    /// off. Default 1800 s, RFC 4028's recommendation.
+    pub session_expires: Option<Duration>,
+    /// The smallest session interval accepted (`Min-SE`; 422 below it). Default 90 s.
+    pub min_se: Duration,
 }
 
 impl B2buaConfig {
-    /// Defaults: RFC 3261 timers, 10 000 calls, Retry-After 5 s; `local` as given.
+    /// Defaults: RFC 3261 timers, 10 000 calls, Retry-After 5 s, session timers of 1800 s
+    /// (Min-SE 90 s); `local` as given.
     pub fn new(local: Vec<(TransportKind, SocketAddr)>) -> B2buaConfig {
         B2buaConfig {
             endpoint: Config::default(),
             local,
             max_calls: 10_000,
             retry_after: 5,
+            session_expires: Some(Duration::from_secs(1800)),
+            min_se: Duration::from_secs(90),
         }
+    }
+    /// Sets the session timers (RFC 4028): the interval (`None`: off) and the `Min-SE`.
+    pub fn session_timers(mut self, interval: Option<Duration>, min_se: Duration) -> Self {
+        self.session_expires = interval;
+        self.min_se = min_se;
+        self
     }
     /// Sets the call limit.
     pub fn max_calls(mut self, n: usize) -> Self {
@@ -112,6 +129,85 @@ enum CallState {
     Cancelling,
 }
 
+/// How a call ended, for its `GW1220` line and `mediagate_calls_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallResult {
+    /// Answered (2xx), whoever ended it later.
+    Answered,
+    /// Routed, but the callee (or its path) did not answer: a final non-2xx, a timeout.
+    Failed,
+    /// The caller cancelled before the answer.
+    Cancelled,
+    /// The gateway refused the INVITE itself (admission, route, SDP, limits).
+    Refused,
+}
+
+impl CallResult {
+    /// The metric label and log value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallResult::Answered => "answered",
+            CallResult::Failed => "failed",
+            CallResult::Cancelled => "cancelled",
+            CallResult::Refused => "refused",
+        }
+    }
+}
+
+/// Who or what ended a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBy {
+    /// The caller (BYE, CANCEL).
+    Caller,
+    /// The callee (BYE, a final failure).
+    Callee,
+    /// The media timeout (`GW3003`).
+    MediaTimeout,
+    /// A session timer ran out (RFC 4028).
+    SessionExpired,
+    /// Graceful shutdown.
+    Shutdown,
+    /// The gateway itself (refusal, timeout, unusable SDP).
+    Gateway,
+}
+
+impl EndedBy {
+    /// The log value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndedBy::Caller => "caller",
+            EndedBy::Callee => "callee",
+            EndedBy::MediaTimeout => "media_timeout",
+            EndedBy::SessionExpired => "session_expired",
+            EndedBy::Shutdown => "shutdown",
+            EndedBy::Gateway => "gateway",
+        }
+    }
+}
+
+/// The end of a call, as logged and counted.
+#[derive(Debug, Clone)]
+struct Outcome {
+    result: CallResult,
+    status: u16,
+    reason: String,
+    ended_by: EndedBy,
+}
+
+impl Outcome {
+    fn new(result: CallResult, status: u16, reason: impl Into<String>, ended_by: EndedBy) -> Self {
+        Outcome {
+            result,
+            status,
+            reason: reason.into(),
+            ended_by,
+        }
+    }
+    fn hangup(by: EndedBy) -> Self {
+        Outcome::new(CallResult::Answered, 200, "OK", by)
+    }
+}
+
 struct Leg {
     remote: Remote,
     dialog: Option<Dialog>,
@@ -149,6 +245,17 @@ struct Call {
     b_ack_pending: Option<Request>,
     /// The media streams (`m=` indices) anchored in the relay.
     streams: Vec<usize>,
+    /// The caller's dial plan and its mode (for the call's end line and metrics).
+    plan: String,
+    mode: VoipSecurity,
+    /// When the call was answered.
+    answered_at: Option<Instant>,
+    /// What was decided for the caller's leg's session timer (applied at the answer).
+    a_timer: UasDecision,
+    /// Each leg's session timer (RFC 4028), `[A, B]`.
+    timers: [Option<SessionTimer>; 2],
+    /// Each leg's peer allows UPDATE (session refreshes without an offer).
+    update_ok: [bool; 2],
 }
 
 impl Call {
@@ -160,10 +267,30 @@ impl Call {
     }
 }
 
+/// What admission made of a request that came on a connection: the transport closes stream
+/// connections that never bring an admitted request, or whose requests are all refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A request from this remote was admitted (out of dialog by policy, or in dialog from
+    /// its leg's peer).
+    Admitted,
+    /// A request from this remote was refused (403).
+    Refused,
+}
+
 #[derive(Debug, Clone)]
 enum TxUse {
     /// Client tx of our INVITE on leg B.
     OutboundInvite(CallKey),
+    /// Our own session refresh (UPDATE or re-INVITE) on leg `side`.
+    Refresh {
+        /// The call.
+        call: CallKey,
+        /// The leg refreshed.
+        side: Side,
+        /// A re-INVITE (to be ACKed), not an UPDATE.
+        invite: bool,
+    },
     /// Client tx on `from.other()` relaying server tx `server` that arrived on `from`.
     Relay {
         call: CallKey,
@@ -197,6 +324,12 @@ pub struct B2bua {
     pending_requests: HashMap<TransactionId, Request>,
     next_call: u64,
     out: VecDeque<Transmit>,
+    /// Admission verdicts for the transport ([`B2bua::poll_verdict`]).
+    verdicts: VecDeque<(Remote, Verdict)>,
+    /// Rate limit for per-request log lines.
+    log: crate::lograte::LogGate,
+    /// Session-timer deadlines (lazy: an entry is checked against its call when it comes).
+    session_due: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, CallKey)>>,
 }
 
 impl std::fmt::Debug for B2bua {
@@ -258,6 +391,9 @@ impl B2bua {
             pending_requests: HashMap::new(),
             next_call: 0,
             out: VecDeque::new(),
+            verdicts: VecDeque::new(),
+            log: crate::lograte::LogGate::default(),
+            session_due: std::collections::BinaryHeap::new(),
         }
     }
 
@@ -297,9 +433,15 @@ impl B2bua {
                 if call_has_b_provisional(&self.calls, key) {
                     self.send_cancel_b(now, key);
                 }
-                self.remove_call(key);
+                let o = Outcome::new(
+                    CallResult::Failed,
+                    503,
+                    "Service Unavailable (shutting down)",
+                    EndedBy::Shutdown,
+                );
+                self.finish_call(now, key, o);
             } else {
-                self.end_call(now, key, None);
+                self.end_call(now, key, None, Outcome::hangup(EndedBy::Shutdown));
             }
         }
         self.drain(now);
@@ -343,7 +485,13 @@ impl B2bua {
             side.role(),
             idle_for.as_secs()
         );
-        self.end_call_with(now, key, None, Some(&text));
+        self.end_call_with(
+            now,
+            key,
+            None,
+            Some(&text),
+            Outcome::hangup(EndedBy::MediaTimeout),
+        );
         self.drain(now);
     }
 
@@ -422,6 +570,14 @@ impl B2bua {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ep.handle_timeout(now);
         self.drain(now);
+        self.run_session_timers(now);
+        self.drain(now);
+    }
+
+    /// The next admission verdict for the transport: whether a request that came from a
+    /// remote was admitted or refused. Drain it with [`B2bua::poll_transmit`].
+    pub fn poll_verdict(&mut self) -> Option<(Remote, Verdict)> {
+        self.verdicts.pop_front()
     }
 
     /// The next message to send.
@@ -431,7 +587,11 @@ impl B2bua {
 
     /// When to call [`B2bua::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.ep.poll_timeout()
+        let timers = self.session_due.peek().map(|r| r.0.0);
+        match (self.ep.poll_timeout(), timers) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn drain(&mut self, now: Instant) {
@@ -481,7 +641,7 @@ impl B2bua {
 
     fn respond(&mut self, now: Instant, id: TransactionId, response: Response) {
         if let Err(e) = self.ep.send_response(now, id, response) {
-            tracing::debug!(?id, %e, "response not sent");
+            tracing::debug!(%e, "response not sent");
         }
     }
 
@@ -536,8 +696,8 @@ impl B2bua {
             Event::Cancelled { invite } => self.on_cancelled(now, invite),
             Event::Response { id, response } => self.on_response(now, id, response),
             Event::StrayResponse { remote, response } => self.on_stray(remote, &response),
-            Event::Timeout { id, timer } => {
-                tracing::debug!(?id, ?timer, "transaction timeout");
+            Event::Timeout { id, .. } => {
+                tracing::debug!("transaction timeout");
                 self.on_failure(now, id, StatusCode::REQUEST_TIMEOUT);
             }
             Event::TransportError { id } => {
@@ -555,22 +715,74 @@ impl B2bua {
                     .map(|(_, v)| *v)
                 {
                     tracing::info!(call = %key, "no ACK for our 2xx: ending call");
-                    self.end_call(now, key, None);
+                    let o = Outcome::new(
+                        CallResult::Answered,
+                        200,
+                        "no ACK for the 2xx",
+                        EndedBy::Gateway,
+                    );
+                    self.end_call(now, key, None, o);
                 }
             }
             Event::FramingError {
                 remote,
                 error,
                 answered,
-            } => tracing::info!(?remote, %error, answered, "SIP framing error"),
+            } => {
+                let reason = match error {
+                    FrameError::HeadersTooLarge { .. } | FrameError::BodyTooLarge { .. } => {
+                        "too_large"
+                    }
+                    _ => "unparsable",
+                };
+                self.metrics
+                    .malformed
+                    .inc((remote.transport.name(), reason));
+                if let Some(left_out) = self.log.allow(now, "GW1209", remote.addr.ip()) {
+                    tracing::info!(
+                        code = "GW1209",
+                        %remote,
+                        %error,
+                        answered,
+                        left_out,
+                        "GW1209 SIP message refused by the size caps or framing"
+                    );
+                }
+            }
             Event::Overloaded { remote, method } => {
-                tracing::warn!(?remote, %method, "transaction limit: 503")
+                if let Some(left_out) = self.log.allow(now, "GW1214", remote.addr.ip()) {
+                    tracing::warn!(
+                        code = "GW1214",
+                        %remote,
+                        %method,
+                        left_out,
+                        "GW1214 transaction limit: 503"
+                    );
+                }
             }
             Event::Malformed {
                 remote,
                 error,
                 answered,
-            } => tracing::info!(?remote, %error, answered, "malformed SIP message"),
+            } => {
+                let reason = match error.kind {
+                    mediagate_sip_proto::message::ParseErrorKind::Missing(_) => "missing_header",
+                    _ => "unparsable",
+                };
+                self.metrics
+                    .malformed
+                    .inc((remote.transport.name(), reason));
+                if let Some(left_out) = self.log.allow(now, "GW1208", remote.addr.ip()) {
+                    tracing::info!(
+                        code = "GW1208",
+                        %remote,
+                        %error,
+                        answered,
+                        left_out,
+                        "GW1208 malformed SIP message refused"
+                    );
+                }
+            }
             _ => {}
         }
     }
@@ -595,13 +807,25 @@ impl B2bua {
             Ok(a) => (a.peer.name.clone(), a.plan.name.clone()),
             Err(refusal) => {
                 self.metrics.admission_refusals.inc(refusal.token());
-                tracing::warn!(
-                    code = "GW1201",
-                    ?remote,
-                    presented = %refusal,
-                    method = %req.method,
-                    "request refused"
-                );
+                self.verdicts.push_back((remote, Verdict::Refused));
+                if let Some(left_out) = self.log.allow(now, "GW1201", remote.addr.ip()) {
+                    tracing::warn!(
+                        code = "GW1201",
+                        %remote,
+                        presented = %refusal,
+                        method = %req.method,
+                        left_out,
+                        "GW1201 request refused"
+                    );
+                }
+                if req.method == Method::Invite {
+                    let why = refusal.to_string();
+                    let status = StatusCode::FORBIDDEN;
+                    let reason = format!("{} ({why})", status.reason());
+                    self.reply_reason(now, id, &req, status, Some(reason));
+                    let gate = Some((now, remote.addr.ip()));
+                    return self.log_refusal(&req, status, &why, None, "", gate);
+                }
                 return self.reply_reason(
                     now,
                     id,
@@ -611,6 +835,7 @@ impl B2bua {
                 );
             }
         };
+        self.verdicts.push_back((remote, Verdict::Admitted));
         match req.method {
             Method::Invite => self.on_invite(now, id, remote, req, policy, admitted),
             Method::Options => self.reply(now, id, &req, StatusCode::OK),
@@ -632,16 +857,29 @@ impl B2bua {
         policy: Arc<Policy>,
         (peer_name, plan_name): (String, String),
     ) {
+        let plan_mode = policy
+            .dial_plan(&plan_name)
+            .map(|p| (p.name.clone(), p.security));
+        let pm = plan_mode.as_ref().map(|(n, m)| (n.as_str(), *m));
         if req.headers.max_forwards() == Some(0) {
-            return self.reply(now, id, &req, StatusCode::TOO_MANY_HOPS);
+            return self.refuse_invite(
+                now,
+                id,
+                &req,
+                StatusCode::TOO_MANY_HOPS,
+                "Max-Forwards 0",
+                pm,
+                &peer_name,
+            );
         }
-        // RFC 3261 §8.2.2.3: we support no extensions (100rel, timer, ...) as a requirement.
+        // RFC 3261 §8.2.2.3: of the extensions a caller may require, we support session
+        // timers (RFC 4028) only.
         let required: Vec<&str> = req
             .headers
             .other("Require")
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|t| !t.is_empty())
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("timer"))
             .collect();
         if !required.is_empty() {
             let mut r = req.response(StatusCode::BAD_EXTENSION);
@@ -653,26 +891,80 @@ impl B2bua {
             r.headers
                 .0
                 .insert(at, other("Unsupported", required.join(", ")));
-            return self.respond(now, id, r);
+            let why = format!("requires {}", required.join(", "));
+            self.respond(now, id, r);
+            return self.log_refusal(&req, StatusCode::BAD_EXTENSION, &why, pm, &peer_name, None);
+        }
+        // RFC 4028 §9: a session interval below our Min-SE gets 422 with it.
+        let a_timer =
+            session_timer::as_uas(&req.headers, self.cfg.session_expires, self.cfg.min_se);
+        if let UasDecision::TooSmall(min) = a_timer {
+            let mut r = req.response(StatusCode::SESSION_INTERVAL_TOO_SMALL);
+            if let Some(to) = r.headers.to_mut() {
+                let tag = self.ep.new_tag();
+                to.set_tag(&tag);
+            }
+            let at = r.headers.0.len().saturating_sub(1);
+            r.headers
+                .0
+                .insert(at, other("Min-SE", min.as_secs().to_string()));
+            self.respond(now, id, r);
+            let why = format!("session interval below Min-SE {}", min.as_secs());
+            return self.log_refusal(
+                &req,
+                StatusCode::SESSION_INTERVAL_TOO_SMALL,
+                &why,
+                pm,
+                &peer_name,
+                None,
+            );
         }
         if self.draining {
-            tracing::info!(code = "GW1213", "shutting down: new call refused with 503");
+            tracing::info!(
+                code = "GW1213",
+                "GW1213 shutting down: new call refused with 503"
+            );
             SipMetrics::add(&self.metrics.calls_rejected_overload, 1);
-            return self.reply_reason(
+            return self.refuse_invite(
                 now,
                 id,
                 &req,
                 StatusCode::SERVICE_UNAVAILABLE,
-                Some("Service Unavailable (shutting down)".into()),
+                "shutting down",
+                pm,
+                &peer_name,
             );
         }
         if self.calls.len() >= self.cfg.max_calls {
-            tracing::warn!(code = "GW1203", calls = self.calls.len(), "call limit: 503");
+            if let Some(left_out) = self.log.allow(now, "GW1203", remote.addr.ip()) {
+                tracing::warn!(
+                    code = "GW1203",
+                    calls = self.calls.len(),
+                    left_out,
+                    "GW1203 call limit: 503"
+                );
+            }
             SipMetrics::add(&self.metrics.calls_rejected_overload, 1);
-            return self.reply(now, id, &req, StatusCode::SERVICE_UNAVAILABLE);
+            return self.refuse_invite(
+                now,
+                id,
+                &req,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "call limit",
+                pm,
+                &peer_name,
+            );
         }
         let Some(plan) = policy.dial_plan(&plan_name).cloned() else {
-            return self.reply(now, id, &req, StatusCode::SERVER_INTERNAL_ERROR);
+            return self.refuse_invite(
+                now,
+                id,
+                &req,
+                StatusCode::SERVER_INTERNAL_ERROR,
+                "dial plan gone",
+                pm,
+                &peer_name,
+            );
         };
         let called = req
             .uri
@@ -681,8 +973,8 @@ impl B2bua {
             .or_else(|| req.headers.to().and_then(|t| t.uri.user.clone()))
             .unwrap_or_default();
         let Some(target) = plan.route(&called).cloned() else {
-            tracing::info!(peer = %peer_name, %called, "no route: 404");
-            return self.reply(now, id, &req, StatusCode::NOT_FOUND);
+            let why = format!("no route for {called:?} in dial plan {}", plan.name);
+            return self.refuse_invite(now, id, &req, StatusCode::NOT_FOUND, &why, pm, &peer_name);
         };
         // No SDP: a delayed offer (RFC 3261 §13.2.1): the callee's 2xx carries the offer and the
         // caller's ACK the answer.
@@ -690,12 +982,15 @@ impl B2bua {
             match Sdp::parse(&req.body) {
                 Ok(o) => Some(o),
                 Err(e) => {
-                    return self.reply_reason(
+                    let why = e.to_string();
+                    return self.refuse_invite(
                         now,
                         id,
                         &req,
                         StatusCode::BAD_REQUEST,
-                        Some(format!("Bad Request ({e})")),
+                        &why,
+                        pm,
+                        &peer_name,
                     );
                 }
             }
@@ -705,17 +1000,32 @@ impl B2bua {
         self.next_call += 1;
         let key = CallKey(self.next_call);
         let a_secure = plan.security.requires_srtp();
-        self.metrics.calls.inc((plan.name.clone(), plan.security));
 
         // Target: a peer, or the local endpoint.
         let (b_peer, b_remote, b_secure) = match &target {
             Target::Peer(name) => {
                 let Some(peer) = policy.peer(name).cloned() else {
-                    return self.reply(now, id, &req, StatusCode::SERVER_INTERNAL_ERROR);
+                    return self.refuse_invite(
+                        now,
+                        id,
+                        &req,
+                        StatusCode::SERVER_INTERNAL_ERROR,
+                        "route target gone",
+                        pm,
+                        &peer_name,
+                    );
                 };
                 let Some(addr) = policy.socket_addr(&peer) else {
-                    tracing::warn!(peer = %peer.name, "peer address unresolved: 503");
-                    return self.reply(now, id, &req, StatusCode::SERVICE_UNAVAILABLE);
+                    let why = format!("address of peer {} unresolved", peer.name);
+                    return self.refuse_invite(
+                        now,
+                        id,
+                        &req,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &why,
+                        pm,
+                        &peer_name,
+                    );
                 };
                 let secure = policy
                     .dial_plan(&peer.dial_plan)
@@ -738,13 +1048,14 @@ impl B2bua {
             None => vec![0],
         };
         if wanted.is_empty() {
-            tracing::info!(call = %key, peer = %peer_name, "offer without an audio stream: 488");
-            return self.reply_reason(
+            return self.refuse_invite(
                 now,
                 id,
                 &req,
                 StatusCode::NOT_ACCEPTABLE_HERE,
-                Some("Not Acceptable Here (no audio RTP stream)".into()),
+                "no audio RTP stream",
+                pm,
+                &peer_name,
             );
         }
         let mut addrs = Vec::with_capacity(wanted.len());
@@ -754,7 +1065,16 @@ impl B2bua {
                 Err(e) => {
                     self.media.release(key);
                     tracing::warn!(call = %key, %e, "media allocation failed: 503");
-                    return self.reply(now, id, &req, StatusCode::SERVICE_UNAVAILABLE);
+                    let why = format!("media: {e}");
+                    return self.refuse_invite(
+                        now,
+                        id,
+                        &req,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &why,
+                        pm,
+                        &peer_name,
+                    );
                 }
             }
         }
@@ -775,13 +1095,15 @@ impl B2bua {
             Ok(p) => p,
             Err(e) => {
                 self.media.release(key);
-                tracing::info!(call = %key, peer = %peer_name, %e, "offer refused: 488");
-                return self.reply_reason(
+                let why = e.to_string();
+                return self.refuse_invite(
                     now,
                     id,
                     &req,
                     StatusCode::NOT_ACCEPTABLE_HERE,
-                    Some(format!("Not Acceptable Here ({e})")),
+                    &why,
+                    pm,
+                    &peer_name,
                 );
             }
         };
@@ -828,7 +1150,14 @@ impl B2bua {
             echo_answer: None,
             b_ack_pending: None,
             streams: wanted,
+            plan: plan.name.clone(),
+            mode: plan.security,
+            answered_at: None,
+            a_timer,
+            timers: [None, None],
+            update_ok: [false, false],
         };
+        call.update_ok[0] = session_timer::allows_update(&call.a_invite.headers);
         apply_leg(&*self.media, &call, Side::A, &a_params);
         self.inbound.insert(id, key);
 
@@ -845,7 +1174,17 @@ impl B2bua {
             Err(e) => {
                 self.media.release(key);
                 tracing::warn!(call = %key, %e, "cannot build offer: 500");
-                return self.reply(now, id, &call.a_invite, StatusCode::SERVER_INTERNAL_ERROR);
+                let why = format!("cannot build the offer: {e}");
+                let req = call.a_invite.clone();
+                return self.refuse_invite(
+                    now,
+                    id,
+                    &req,
+                    StatusCode::SERVER_INTERNAL_ERROR,
+                    &why,
+                    pm,
+                    &peer_name,
+                );
             }
         };
         let invite = self.outbound_invite(&call, &peer, &called, &b_offer);
@@ -873,7 +1212,17 @@ impl B2bua {
             Err(e) => {
                 self.media.release(key);
                 tracing::warn!(call = %key, %e, "outbound INVITE failed");
-                self.reply(now, id, &call.a_invite, StatusCode::SERVER_INTERNAL_ERROR);
+                let why = format!("outbound INVITE not sent: {e}");
+                let req = call.a_invite.clone();
+                self.refuse_invite(
+                    now,
+                    id,
+                    &req,
+                    StatusCode::SERVER_INTERNAL_ERROR,
+                    &why,
+                    pm,
+                    &peer_name,
+                );
             }
         }
     }
@@ -921,10 +1270,19 @@ impl B2bua {
                 self.answer_a(now, key, StatusCode::OK, "OK".into(), Some(a_sdp), true);
             }
             Err((status, why)) => {
-                tracing::info!(call = %key, status = status.code(), why, "local endpoint refused the call");
                 self.inbound.remove(&id);
                 self.media.release(key);
-                self.reply(now, id, &call.a_invite, status);
+                let req = call.a_invite.clone();
+                let plan = call.plan.clone();
+                self.refuse_invite(
+                    now,
+                    id,
+                    &req,
+                    status,
+                    why,
+                    Some((&plan, call.mode)),
+                    &call.a_peer,
+                );
             }
         }
     }
@@ -960,7 +1318,10 @@ impl B2bua {
         if let Some(t0) = a.to() {
             to.display_name = t0.display_name.clone();
         }
-        let call_id = format!("{}-{}@mediagate", self.ep.new_tag(), call.key.0);
+        let host = self
+            .local(t)
+            .map_or_else(|| "mediagate".to_owned(), |a| ip_host(a.ip()));
+        let call_id = self.ep.new_call_id(&host);
         let mut h = mediagate_sip_proto::message::Headers::default();
         h.push(Header::Via(self.via(t)));
         h.push(Header::MaxForwards(
@@ -975,6 +1336,12 @@ impl B2bua {
         }));
         h.push(self.contact(t));
         h.push(other("Allow", ALLOW));
+        if let Some(se) = self.cfg.session_expires {
+            // RFC 4028 §7.1: ask for session timers; the callee picks the refresher.
+            h.push(other("Supported", "timer"));
+            h.push(other("Session-Expires", se.as_secs().to_string()));
+            h.push(other("Min-SE", self.cfg.min_se.as_secs().to_string()));
+        }
         if sdp.is_some() {
             h.push(Header::ContentType("application/sdp".into()));
         }
@@ -1065,6 +1432,28 @@ impl B2bua {
             r.body = sdp.to_bytes();
             call.a.last_sdp = Some(sdp);
         }
+        if is_final_2xx
+            && let UasDecision::Use {
+                interval,
+                refresher,
+                require,
+            } = call.a_timer
+        {
+            let timer = SessionTimer::new(now, interval, refresher);
+            let at = r.headers.0.len().saturating_sub(1);
+            r.headers
+                .0
+                .insert(at, other("Session-Expires", timer.header(true)));
+            if require {
+                r.headers.0.insert(at, other("Require", "timer"));
+            }
+            call.timers[0] = Some(timer);
+            self.session_due.push(std::cmp::Reverse((timer.due, key)));
+        }
+        let call = match self.calls.get_mut(&key) {
+            Some(c) => c,
+            None => return,
+        };
         if is_final_2xx {
             match Dialog::new_uas(&call.a_invite, &r) {
                 Ok(d) => {
@@ -1078,6 +1467,7 @@ impl B2bua {
             }
             call.state = CallState::Confirmed;
             call.a_answered = true;
+            call.answered_at = Some(now);
         }
         self.respond(now, tx, r);
     }
@@ -1090,6 +1480,9 @@ impl B2bua {
             self.txs.remove(&id);
         }
         match use_ {
+            TxUse::Refresh { call, side, invite } => {
+                self.on_refresh_response(now, call, side, invite, resp)
+            }
             TxUse::OutboundInvite(key) => self.on_b_invite_response(now, key, resp),
             TxUse::Relay {
                 call,
@@ -1149,6 +1542,15 @@ impl B2bua {
                 (key, Side::B),
             );
             call.b.dialog = Some(dialog);
+            // RFC 4028 §7.2: the callee's 2xx says who refreshes its leg.
+            call.update_ok[1] = session_timer::allows_update(&resp.headers);
+            if let Some((interval, refresher)) =
+                session_timer::as_uac(&resp.headers, self.cfg.session_expires)
+            {
+                let timer = SessionTimer::new(now, interval, refresher);
+                call.timers[1] = Some(timer);
+                self.session_due.push(std::cmp::Reverse((timer.due, key)));
+            }
             let delayed = call.b.last_sdp.is_none() && call.state == CallState::Early;
             if delayed {
                 return self.on_delayed_offer(now, key, &resp, ack);
@@ -1160,7 +1562,13 @@ impl B2bua {
             let state = self.calls.get(&key).map(|c| c.state);
             if state == Some(CallState::Cancelling) {
                 // The CANCEL race: B answered before our CANCEL landed.
-                self.end_call(now, key, Some(Side::A));
+                let o = Outcome::new(
+                    CallResult::Cancelled,
+                    487,
+                    "Request Terminated",
+                    EndedBy::Caller,
+                );
+                self.end_call(now, key, Some(Side::A), o);
                 return;
             }
             match self.b_answer_sdp(key, &resp) {
@@ -1170,7 +1578,13 @@ impl B2bua {
                 Err(e) => {
                     tracing::info!(call = %key, %e, "callee answer refused: BYE + 488");
                     self.fail_a(now, key, StatusCode::NOT_ACCEPTABLE_HERE);
-                    self.end_call(now, key, Some(Side::A));
+                    let o = Outcome::new(
+                        CallResult::Failed,
+                        488,
+                        format!("callee's answer refused: {e}"),
+                        EndedBy::Gateway,
+                    );
+                    self.end_call(now, key, Some(Side::A), o);
                 }
             }
             return;
@@ -1193,7 +1607,22 @@ impl B2bua {
             }
             self.respond(now, a_tx, r);
         }
-        self.remove_call(key);
+        let cancelled = state == CallState::Cancelling;
+        let o = Outcome::new(
+            if cancelled {
+                CallResult::Cancelled
+            } else {
+                CallResult::Failed
+            },
+            resp.status.code(),
+            resp.reason.clone(),
+            if cancelled {
+                EndedBy::Caller
+            } else {
+                EndedBy::Callee
+            },
+        );
+        self.finish_call(now, key, o);
     }
 
     /// Processes B's SDP answer (if any) and returns A's answer SDP.
@@ -1259,7 +1688,13 @@ impl B2bua {
         };
         call.state = CallState::Cancelling;
         if call.echo {
-            self.remove_call(key);
+            let o = Outcome::new(
+                CallResult::Cancelled,
+                487,
+                "Request Terminated",
+                EndedBy::Caller,
+            );
+            self.finish_call(now, key, o);
         } else if call.b_got_provisional {
             self.send_cancel_b(now, key);
         } else {
@@ -1294,14 +1729,26 @@ impl B2bua {
                 self.ep
                     .send_stateless(remote, &mediagate_sip_proto::message::Message::Request(ack));
                 self.fail_a(now, key, StatusCode::NOT_ACCEPTABLE_HERE);
-                return self.end_call(now, key, Some(Side::A));
+                let o = Outcome::new(
+                    CallResult::Failed,
+                    488,
+                    "callee's 2xx without an acceptable offer",
+                    EndedBy::Gateway,
+                );
+                return self.end_call(now, key, Some(Side::A), o);
             }
         };
         let Ok(a_offer) = call.a.media.local_offer(&o, true) else {
             self.ep
                 .send_stateless(remote, &mediagate_sip_proto::message::Message::Request(ack));
             self.fail_a(now, key, StatusCode::SERVER_INTERNAL_ERROR);
-            return self.end_call(now, key, Some(Side::A));
+            let o = Outcome::new(
+                CallResult::Failed,
+                500,
+                "cannot build the offer to the caller",
+                EndedBy::Gateway,
+            );
+            return self.end_call(now, key, Some(Side::A), o);
         };
         call.b.last_sdp = Some(o);
         call.b_ack_pending = Some(ack);
@@ -1320,7 +1767,7 @@ impl B2bua {
         let Some((key, side)) = self.find_dialog(req) else {
             return;
         };
-        tracing::trace!(call = %key, ?side, "ACK absorbed");
+        tracing::trace!(call = %key, side = side.name(), "ACK absorbed");
         if side != Side::A {
             return;
         }
@@ -1354,7 +1801,13 @@ impl B2bua {
                 tracing::info!(call = %key, "caller ACK without an acceptable answer: BYE both");
                 self.ep
                     .send_stateless(remote, &mediagate_sip_proto::message::Message::Request(ack));
-                self.end_call(now, key, None);
+                let o = Outcome::new(
+                    CallResult::Failed,
+                    488,
+                    "caller's ACK without an acceptable answer",
+                    EndedBy::Gateway,
+                );
+                self.end_call(now, key, None, o);
             }
         }
     }
@@ -1400,15 +1853,19 @@ impl B2bua {
         };
         if let Err(why) = self.in_dialog_source_ok(key, side, remote) {
             self.metrics.admission_refusals.inc("wrong_dialog_peer");
-            tracing::warn!(
-                code = "GW1201",
-                ?remote,
-                call = %key,
-                ?side,
-                presented = %why,
-                method = %req.method,
-                "in-dialog request refused"
-            );
+            self.verdicts.push_back((remote, Verdict::Refused));
+            if let Some(left_out) = self.log.allow(now, "GW1201", remote.addr.ip()) {
+                tracing::warn!(
+                    code = "GW1201",
+                    %remote,
+                    call = %key,
+                    side = side.name(),
+                    presented = %why,
+                    method = %req.method,
+                    left_out,
+                    "GW1201 in-dialog request refused"
+                );
+            }
             if req.method == Method::Ack {
                 return;
             }
@@ -1420,6 +1877,7 @@ impl B2bua {
                 Some(format!("Forbidden ({why})")),
             );
         }
+        self.verdicts.push_back((remote, Verdict::Admitted));
         if let Some(call) = self.calls.get_mut(&key)
             && let Some(d) = call.leg(side).dialog.as_mut()
             && let Err(e) = d.on_request(&req)
@@ -1430,10 +1888,18 @@ impl B2bua {
         match req.method {
             Method::Bye => {
                 self.reply(now, id, &req, StatusCode::OK);
-                tracing::info!(code = "GW1211", call = %key, ?side, "call ended by BYE");
-                self.end_call(now, key, Some(side));
+                tracing::info!(code = "GW1211", call = %key, side = side.name(), "call ended by BYE");
+                let by = match side {
+                    Side::A => EndedBy::Caller,
+                    Side::B => EndedBy::Callee,
+                };
+                self.end_call(now, key, Some(side), Outcome::hangup(by));
             }
-            Method::Invite | Method::Update => self.relay_offer(now, id, key, side, req),
+            Method::Invite | Method::Update => {
+                // Any re-INVITE or UPDATE from a leg's peer refreshes its session (RFC 4028).
+                self.session_refreshed(now, key, side);
+                self.relay_offer(now, id, key, side, req)
+            }
             Method::Options | Method::Prack => self.reply(now, id, &req, StatusCode::OK),
             Method::Ack | Method::Cancel => {}
             Method::Extension(_) => self.reply(now, id, &req, StatusCode::NOT_IMPLEMENTED),
@@ -1639,6 +2105,16 @@ impl B2bua {
                 });
             let at = r.headers.0.len().saturating_sub(1);
             r.headers.0.insert(at, self.contact(t));
+            if let Some(&(key, side)) = self.dialogs.get(&(
+                req.headers.call_id().unwrap_or_default().to_owned(),
+                req.headers
+                    .to()
+                    .and_then(NameAddr::tag)
+                    .unwrap_or_default()
+                    .to_owned(),
+            )) {
+                self.add_session_expires(&mut r, key, side);
+            }
         }
         if let Some(sdp) = sdp {
             let at = r.headers.0.len().saturating_sub(1);
@@ -1666,6 +2142,10 @@ impl B2bua {
             return;
         };
         let o = from.other();
+        if resp.status.is_success() && matches!(method, Method::Invite | Method::Update) {
+            // Our relayed request refreshed the other leg's session.
+            self.session_refreshed(now, key, o);
+        }
         if resp.status.is_success() && method == Method::Invite {
             // ACK the other leg ourselves.
             let via = self.via(call_transport(&self.calls, key, o));
@@ -1713,6 +2193,7 @@ impl B2bua {
             let t = call_transport(&self.calls, key, from);
             let at = r.headers.0.len().saturating_sub(1);
             r.headers.0.insert(at, self.contact(t));
+            self.add_session_expires(&mut r, key, from);
         }
         self.respond(now, server, r);
     }
@@ -1725,19 +2206,254 @@ impl B2bua {
             TxUse::OutboundInvite(key) => {
                 tracing::info!(call = %key, %status, "callee leg failed");
                 self.fail_a(now, key, status);
-                self.remove_call(key);
+                let why = if status == StatusCode::REQUEST_TIMEOUT {
+                    "no final answer from the callee"
+                } else {
+                    "the callee could not be reached"
+                };
+                let o = Outcome::new(CallResult::Failed, status.code(), why, EndedBy::Gateway);
+                self.finish_call(now, key, o);
             }
             TxUse::Relay { server, .. } => {
                 if let Some(req) = self.pending_requests.remove(&server) {
                     self.reply(now, server, &req, status);
                 }
             }
+            TxUse::Refresh { call, side, .. } => {
+                self.session_lost(now, call, side, "the session refresh got no answer");
+            }
+        }
+    }
+
+    /// Acts on the session timers that are due: sends our refreshes, and ends the calls whose
+    /// peer did not refresh in time (RFC 4028 §10).
+    fn run_session_timers(&mut self, now: Instant) {
+        while let Some(std::cmp::Reverse((due, key))) = self.session_due.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.session_due.pop();
+            let Some(timers) = self.calls.get(&key).map(|c| c.timers) else {
+                continue;
+            };
+            for (side, t) in [Side::A, Side::B].into_iter().zip(timers) {
+                let Some(t) = t else {
+                    continue;
+                };
+                if t.due > now || t.refreshing {
+                    continue;
+                }
+                match t.refresher {
+                    Refresher::Us => self.send_refresh(now, key, side),
+                    Refresher::Peer => {
+                        let why = format!(
+                            "no session refresh from the {} within {} s",
+                            side.role(),
+                            t.interval.as_secs()
+                        );
+                        self.session_lost_then(now, key, side, &why, true);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends our session refresh on leg `side`: an UPDATE without body when its peer allows
+    /// UPDATE, else a re-INVITE with the SDP we last sent (unchanged version: no new offer).
+    fn send_refresh(&mut self, now: Instant, key: CallKey, side: Side) {
+        let t = call_transport(&self.calls, key, side);
+        let via = self.via(t);
+        let contact = self.contact(t);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let use_update = call.update_ok[side_index(side)];
+        let timer = call.timers[side_index(side)];
+        let leg = call.leg(side);
+        let (Some(d), Some(timer)) = (leg.dialog.as_mut(), timer) else {
+            return;
+        };
+        let method = if use_update {
+            Method::Update
+        } else {
+            Method::Invite
+        };
+        let mut req = d.create_request(method.clone(), via);
+        let at = req.headers.0.len().saturating_sub(1);
+        req.headers.0.insert(at, contact);
+        req.headers.0.insert(at + 1, other("Supported", "timer"));
+        req.headers
+            .0
+            .insert(at + 2, other("Session-Expires", timer.header(false)));
+        if method == Method::Invite
+            && let Some(sdp) = leg.last_sdp.clone()
+        {
+            req.headers
+                .0
+                .insert(at + 3, Header::ContentType("application/sdp".into()));
+            req.body = sdp.to_bytes();
+        }
+        let remote = leg.remote;
+        match self.ep.send_request(now, remote, req) {
+            Ok(tx) => {
+                if let Some(t) = self
+                    .calls
+                    .get_mut(&key)
+                    .and_then(|c| c.timers[side_index(side)].as_mut())
+                {
+                    t.refreshing = true;
+                }
+                self.txs.insert(
+                    tx,
+                    TxUse::Refresh {
+                        call: key,
+                        side,
+                        invite: method == Method::Invite,
+                    },
+                );
+            }
+            Err(e) => {
+                let why = format!("the session refresh could not be sent: {e}");
+                self.session_lost(now, key, side, &why);
+            }
+        }
+    }
+
+    /// The answer to our session refresh on leg `side`.
+    fn on_refresh_response(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        side: Side,
+        invite: bool,
+        resp: Response,
+    ) {
+        if resp.status.is_provisional() {
+            return;
+        }
+        if resp.status.is_success() {
+            let t = call_transport(&self.calls, key, side);
+            let via = self.via(t);
+            let Some(call) = self.calls.get_mut(&key) else {
+                return;
+            };
+            let leg = call.leg(side);
+            if invite && let Some(d) = leg.dialog.as_mut() {
+                // We own this re-INVITE: ACK it.
+                d.on_response(&resp);
+                let seq = resp.headers.cseq().map_or(d.invite_seq, |c| c.seq);
+                let ack = d.create_ack(seq, via);
+                let remote = leg.remote;
+                self.ep
+                    .send_stateless(remote, &mediagate_sip_proto::message::Message::Request(ack));
+            }
+            let Some(call) = self.calls.get_mut(&key) else {
+                return;
+            };
+            if let Some(t) = call.timers[side_index(side)].as_mut() {
+                // The 2xx may change the interval (RFC 4028 §7.2).
+                if let Some((interval, _)) = session_timer::session_expires(&resp.headers) {
+                    t.interval = interval;
+                }
+                t.refreshed(now);
+                let due = t.due;
+                self.session_due.push(std::cmp::Reverse((due, key)));
+            }
+            return;
+        }
+        if resp.status == StatusCode::REQUEST_PENDING {
+            // Glare: try again shortly.
+            if let Some(t) = self
+                .calls
+                .get_mut(&key)
+                .and_then(|c| c.timers[side_index(side)].as_mut())
+            {
+                t.refreshing = false;
+                t.due = now + Duration::from_secs(2);
+                let due = t.due;
+                self.session_due.push(std::cmp::Reverse((due, key)));
+            }
+            return;
+        }
+        let why = format!(
+            "the session refresh was answered {} {}",
+            resp.status.code(),
+            resp.reason
+        );
+        self.session_lost(now, key, side, &why);
+    }
+
+    /// Adds `Session-Expires` (and `Require: timer` when the peer refreshes) to our 2xx to a
+    /// refresh from leg `side`'s peer (RFC 4028 §9).
+    fn add_session_expires(&self, r: &mut Response, key: CallKey, side: Side) {
+        let Some(t) = self
+            .calls
+            .get(&key)
+            .and_then(|c| c.timers[side_index(side)])
+        else {
+            return;
+        };
+        let at = r.headers.0.len().saturating_sub(1);
+        r.headers
+            .0
+            .insert(at, other("Session-Expires", t.header(true)));
+        if t.refresher == Refresher::Peer {
+            r.headers.0.insert(at, other("Require", "timer"));
+        }
+    }
+
+    /// A leg's session is lost (its refresh failed): the call ends on both legs.
+    fn session_lost(&mut self, now: Instant, key: CallKey, side: Side, why: &str) {
+        self.session_lost_then(now, key, side, why, false);
+    }
+
+    fn session_lost_then(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        side: Side,
+        why: &str,
+        expired: bool,
+    ) {
+        if !self.calls.contains_key(&key) {
+            return;
+        }
+        tracing::warn!(
+            code = "GW1215",
+            call = %key,
+            side = side.name(),
+            why,
+            "GW1215 session timer: call ended"
+        );
+        SipMetrics::add(&self.metrics.session_expiries, 1);
+        let text = if expired {
+            "SIP;cause=408;text=\"Session Timer Expired\""
+        } else {
+            "SIP;cause=408;text=\"Session Refresh Failed\""
+        };
+        let mut o = Outcome::hangup(EndedBy::SessionExpired);
+        o.reason = why.to_owned();
+        self.end_call_with(now, key, None, Some(text), o);
+    }
+
+    /// A refresh (re-INVITE or UPDATE) came from, or was answered on, leg `side`: its session
+    /// is alive.
+    fn session_refreshed(&mut self, now: Instant, key: CallKey, side: Side) {
+        if let Some(t) = self
+            .calls
+            .get_mut(&key)
+            .and_then(|c| c.timers[side_index(side)].as_mut())
+        {
+            t.refreshed(now);
+            let due = t.due;
+            self.session_due.push(std::cmp::Reverse((due, key)));
         }
     }
 
     /// Ends the call: BYE on each confirmed leg except `except` (which already ended it).
-    fn end_call(&mut self, now: Instant, key: CallKey, except: Option<Side>) {
-        self.end_call_with(now, key, except, None);
+    fn end_call(&mut self, now: Instant, key: CallKey, except: Option<Side>, outcome: Outcome) {
+        self.end_call_with(now, key, except, None, outcome);
     }
 
     /// [`B2bua::end_call`] with a `Reason` header (RFC 3326) in the BYEs.
@@ -1747,6 +2463,7 @@ impl B2bua {
         key: CallKey,
         except: Option<Side>,
         reason: Option<&str>,
+        outcome: Outcome,
     ) {
         for side in [Side::A, Side::B] {
             if Some(side) == except {
@@ -1772,24 +2489,134 @@ impl B2bua {
                 }
             }
         }
-        self.remove_call(key);
+        self.finish_call(now, key, outcome);
     }
 
-    fn remove_call(&mut self, key: CallKey) {
-        if let Some(call) = self.calls.remove(&key) {
-            for leg in [&call.a, &call.b] {
-                if let Some(d) = &leg.dialog {
-                    self.dialogs
-                        .remove(&(d.id.call_id.clone(), d.id.local_tag.clone()));
-                }
+    /// The call is over: one `GW1220` line with both legs' Call-IDs, the dial plan and mode,
+    /// the outcome, the duration and the media counters; `calls_total{result}` counted; its
+    /// dialogs, the local endpoint's part and the media ports released.
+    fn finish_call(&mut self, now: Instant, key: CallKey, outcome: Outcome) {
+        let Some(call) = self.calls.remove(&key) else {
+            return;
+        };
+        for leg in [&call.a, &call.b] {
+            if let Some(d) = &leg.dialog {
+                self.dialogs
+                    .remove(&(d.id.call_id.clone(), d.id.local_tag.clone()));
             }
-            if call.echo
-                && let Some(le) = &self.local_endpoint
-            {
-                le.hangup(key);
-            }
-            self.media.release(key);
         }
+        let summary = self.media.summary(key);
+        if call.echo
+            && let Some(le) = &self.local_endpoint
+        {
+            le.hangup(key);
+        }
+        self.media.release(key);
+        let duration = call
+            .answered_at
+            .map_or(0, |t| now.saturating_duration_since(t).as_secs());
+        let [a, b] = summary.unwrap_or_default();
+        tracing::info!(
+            code = "GW1220",
+            call = %key,
+            a_call_id = call.a_invite.headers.call_id().unwrap_or_default(),
+            b_call_id = call
+                .b_invite
+                .as_ref()
+                .and_then(|i| i.headers.call_id())
+                .unwrap_or_default(),
+            from_peer = %call.a_peer,
+            to_peer = call.b_peer.as_deref().unwrap_or("echo"),
+            dial_plan = %call.plan,
+            mode = %call.mode,
+            result = outcome.result.as_str(),
+            status = outcome.status,
+            reason = %outcome.reason,
+            ended_by = outcome.ended_by.as_str(),
+            duration_secs = duration,
+            a_packets = a.packets_in,
+            a_packets_out = a.packets_out,
+            a_lost = a.lost,
+            b_packets = b.packets_in,
+            b_packets_out = b.packets_out,
+            b_lost = b.lost,
+            "GW1220 call ended"
+        );
+        self.metrics.calls.inc((
+            call.plan.clone(),
+            call.mode.to_string(),
+            outcome.result.as_str(),
+        ));
+    }
+
+    /// The `GW1220` line and metric of an INVITE refused with a response already sent.
+    /// The record of an INVITE refused before it became a call: one `GW1220` line with the
+    /// same fields as an ended call's (no call key, no media), and
+    /// `calls_total{result="refused"}`. `gate` rate-limits the line per source address: set
+    /// for senders that are not peers, whose refusals an attacker can repeat at will.
+    #[allow(clippy::too_many_arguments)]
+    fn log_refusal(
+        &mut self,
+        req: &Request,
+        status: StatusCode,
+        why: &str,
+        plan: Option<(&str, VoipSecurity)>,
+        peer: &str,
+        gate: Option<(Instant, IpAddr)>,
+    ) {
+        let (plan, mode) = plan.map_or(("", String::new()), |(p, m)| (p, m.to_string()));
+        self.metrics
+            .calls
+            .inc((plan.to_owned(), mode.clone(), CallResult::Refused.as_str()));
+        let left_out = match gate {
+            None => 0,
+            Some((now, ip)) => match self.log.allow(now, "GW1220", ip) {
+                Some(n) => n,
+                None => return,
+            },
+        };
+        let reason = format!("{} ({why})", status.reason());
+        tracing::info!(
+            code = "GW1220",
+            call = "",
+            a_call_id = req.headers.call_id().unwrap_or_default(),
+            b_call_id = "",
+            from_peer = peer,
+            to_peer = "",
+            dial_plan = plan,
+            mode = %mode,
+            result = "refused",
+            status = status.code(),
+            reason = %reason,
+            ended_by = "gateway",
+            duration_secs = 0,
+            a_packets = 0,
+            a_packets_out = 0,
+            a_lost = 0,
+            b_packets = 0,
+            b_packets_out = 0,
+            b_lost = 0,
+            left_out,
+            "GW1220 call refused"
+        );
+    }
+
+    /// An INVITE refused before it became a call: the response, one `GW1220` line naming the
+    /// reason, and `calls_total{result="refused"}` (dial plan and mode when known).
+    #[allow(clippy::too_many_arguments)]
+    fn refuse_invite(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        req: &Request,
+        status: StatusCode,
+        why: &str,
+        plan: Option<(&str, VoipSecurity)>,
+        peer: &str,
+    ) {
+        let reason = format!("{} ({why})", status.reason());
+        self.reply_reason(now, id, req, status, Some(reason));
+        self.log_refusal(req, status, why, plan, peer, None);
     }
 }
 
@@ -1846,8 +2673,15 @@ fn apply_leg(media: &dyn MediaAnchor, call: &Call, side: Side, params: &[StreamP
             on_hold: p.direction != Direction::SendRecv || p.remote_rtp.is_none(),
         };
         if let Err(e) = media.set_leg(call.key, i, side, &m) {
-            tracing::warn!(call = %call.key, stream = i, side = ?side, %e, "media set_leg failed");
+            tracing::warn!(call = %call.key, stream = i, side = side.name(), %e, "media set_leg failed");
         }
+    }
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::A => 0,
+        Side::B => 1,
     }
 }
 
@@ -1861,6 +2695,8 @@ fn call_transport(calls: &HashMap<CallKey, Call>, key: CallKey, side: Side) -> T
         Side::B => c.b.remote.transport,
     })
 }
+
+mod session_timer;
 
 #[cfg(test)]
 mod tests;

@@ -25,6 +25,7 @@
 pub mod b2bua;
 mod clock;
 pub mod echo;
+pub mod lograte;
 pub mod media;
 pub mod metrics;
 pub mod policy;
@@ -32,7 +33,9 @@ pub mod transport;
 
 pub use b2bua::{B2bua, B2buaConfig, LocalEndpoint};
 pub use echo::EchoEndpoint;
-pub use media::{CallKey, FakeMedia, LegMedia, MediaAnchor, MediaError, RelayAnchor, Side};
+pub use media::{
+    CallKey, FakeMedia, LegMedia, LegSummary, MediaAnchor, MediaError, RelayAnchor, Side,
+};
 pub use metrics::SipMetrics;
 pub use policy::{
     DialPlan, MediaLatching, MediaSource, Peer, PeerAddress, Policy, PolicyError, PolicyHandle,

@@ -133,6 +133,23 @@ pub trait MediaAnchor: Send + Sync + 'static {
     ) -> Result<(), MediaError>;
     /// Frees all of the call's ports. Idempotent.
     fn release(&self, call: CallKey);
+    /// The call's media counters, leg A then leg B, summed over its streams, as of the last
+    /// second (for the call's end line). `None` when unknown. Must not block.
+    fn summary(&self, call: CallKey) -> Option<[LegSummary; 2]> {
+        let _ = call;
+        None
+    }
+}
+
+/// One leg's media counters for a call's end line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LegSummary {
+    /// Packets (RTP and RTCP) accepted from the leg's peer.
+    pub packets_in: u64,
+    /// Packets sent to the leg's peer.
+    pub packets_out: u64,
+    /// Packets the peer reported lost (RTCP cumulative loss) of what we sent it.
+    pub lost: i64,
 }
 
 /// One recorded [`MediaAnchor::set_leg`] call.
@@ -390,6 +407,22 @@ impl MediaAnchor for RelayAnchor {
         self.relay
             .set_leg(id, side, spec)
             .map_err(|e| MediaError::Other(e.to_string()))
+    }
+
+    fn summary(&self, call: CallKey) -> Option<[LegSummary; 2]> {
+        let pairs: Vec<_> = self.lock().by_call.get(&call)?.clone();
+        let mut out = [LegSummary::default(); 2];
+        for (_, id) in pairs {
+            let Some(stats) = self.relay.stats_snapshot(id) else {
+                continue;
+            };
+            for (o, s) in out.iter_mut().zip(stats.iter()) {
+                o.packets_in += s.rtp_in + s.rtcp_in;
+                o.packets_out += s.rtp_out + s.rtcp_out;
+                o.lost += s.peer_report.map_or(0, |r| i64::from(r.cumulative_lost));
+            }
+        }
+        Some(out)
     }
 
     fn release(&self, call: CallKey) {

@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::policy::VoipSecurity;
-
 /// A counter with one label set `K` (e.g. a status code or a reason token).
 #[derive(Debug)]
 pub struct Labelled<K: Ord + Clone>(Mutex<BTreeMap<K, u64>>);
@@ -54,8 +52,15 @@ impl<K: Ord + Clone> Labelled<K> {
 /// task and the admin HTTP.
 #[derive(Debug, Default)]
 pub struct SipMetrics {
-    /// Calls routed, by the caller's dial plan and its mode (R-MODE: who called in which mode).
-    pub calls: Labelled<(String, VoipSecurity)>,
+    /// Calls, counted when they end, by the caller's dial plan, its mode and the result
+    /// (`answered`, `failed`, `cancelled`, `refused`; R-MODE: who called in which mode). Calls
+    /// refused before their plan was known (admission) have an empty plan and mode.
+    pub calls: Labelled<(String, String, &'static str)>,
+    /// Messages that could not be accepted, by transport and reason (`unparsable`,
+    /// `missing_header`, `too_large`): every one is counted, while the log is rate-limited.
+    pub malformed: Labelled<(&'static str, &'static str)>,
+    /// Calls ended because a session timer ran out (RFC 4028).
+    pub session_expiries: AtomicU64,
     /// Calls in progress.
     pub active_calls: AtomicU64,
     /// INVITEs refused with 503 (call limit or draining).
@@ -75,6 +80,10 @@ pub struct SipMetrics {
     pub connections_capped: AtomicU64,
     /// Stream connections open now.
     pub open_connections: AtomicU64,
+    /// Inbound stream connections closed (or refused at accept), by reason: `peer_closed`,
+    /// `io_error`, `admission_timeout`, `refused`, `partial_message_timeout`, `framing_error`,
+    /// `cap`, `stranger_quota`, `not_a_peer`, `tls_handshake_failed`, `tls_handshake_timeout`.
+    pub connections_closed: Labelled<&'static str>,
     /// Calls ended because a leg's media stopped (media timeout, `GW3003`).
     pub media_timeouts: AtomicU64,
 }

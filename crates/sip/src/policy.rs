@@ -174,6 +174,9 @@ pub struct Peer {
     pub port: u16,
     /// Transport we use to reach it; must match its dial plan's mode.
     pub transport: TransportKind,
+    /// The transport was configured for this peer: requests from it over any other transport
+    /// are refused (403). When false, any transport its dial plan's mode allows is accepted.
+    pub transport_fixed: bool,
     /// Name of its dial plan.
     pub dial_plan: String,
     /// Where its plain RTP may come from before latching.
@@ -400,6 +403,29 @@ impl Policy {
         }
     }
 
+    /// True when `ip` is a configured peer's address (literal, or resolved from its FQDN): a
+    /// connection from it uses the peers' capacity, not the strangers' quota.
+    pub fn is_peer_address(&self, ip: IpAddr) -> bool {
+        self.peers.iter().any(|p| self.addresses(p).contains(&ip))
+    }
+
+    /// True when `ip` is the address of a peer reached over plain TCP or UDP (for
+    /// `plain_peers_only`: TCP connections on the plain listener from anyone else are closed
+    /// at accept).
+    pub fn is_plain_peer_address(&self, ip: IpAddr) -> bool {
+        self.peers
+            .iter()
+            .any(|p| p.transport != TransportKind::Tls && self.addresses(p).contains(&ip))
+    }
+
+    /// True when the verified TLS `identity` names a configured peer: the connection has
+    /// proved a peer certificate.
+    pub fn names_a_peer(&self, identity: &PeerIdentity) -> bool {
+        self.peers
+            .iter()
+            .any(|p| matches!(&p.address, PeerAddress::Fqdn(n) if identity.matches(n)))
+    }
+
     /// The socket address to send to `peer` (first resolved address).
     pub fn socket_addr(&self, peer: &Peer) -> Option<SocketAddr> {
         self.addresses(peer)
@@ -433,16 +459,29 @@ impl Policy {
                 .iter()
                 .filter(|p| self.addresses(p).contains(&source.ip()))
                 .collect();
-            let exact = candidates.iter().find(|p| p.port == source.port());
-            let preferred = candidates.iter().find(|p| {
-                self.plan_of(p)
-                    .is_some_and(|d| d.security.allows(transport))
-            });
+            let fits = |p: &&&Peer| {
+                (!p.transport_fixed || p.transport == transport)
+                    && self
+                        .plan_of(p)
+                        .is_some_and(|d| d.security.allows(transport))
+            };
+            let exact = candidates
+                .iter()
+                .filter(fits)
+                .find(|p| p.port == source.port());
+            let preferred = candidates.iter().find(fits);
             *exact
                 .or(preferred)
                 .or(candidates.first())
                 .ok_or(Refusal::UnknownAddress { from: source })?
         };
+        if peer.transport_fixed && peer.transport != transport {
+            return Err(Refusal::TransportNotConfigured {
+                peer: peer.name.clone(),
+                configured: peer.transport,
+                transport,
+            });
+        }
         let plan = self
             .plan_of(peer)
             .ok_or(Refusal::UnknownAddress { from: source })?;
@@ -478,7 +517,7 @@ pub enum Refusal {
     #[error("no client certificate")]
     NoCertificate,
     /// The client certificate names no configured peer.
-    #[error("certificate names {names:?}, no such peer")]
+    #[error("certificate names {}, no such peer", names.join(", "))]
     UnknownCertificate {
         /// The names the certificate proved.
         names: Vec<String>,
@@ -490,12 +529,22 @@ pub enum Refusal {
         from: SocketAddr,
     },
     /// R-MODE-2: the peer's dial plan does not allow this transport.
-    #[error("peer {peer} is {security}: {transport:?} not allowed")]
+    #[error("peer {peer} is {security}: {transport} not allowed")]
     WrongTransport {
         /// The peer.
         peer: String,
         /// Its dial plan mode.
         security: VoipSecurity,
+        /// The transport used.
+        transport: TransportKind,
+    },
+    /// The peer's configuration names another transport.
+    #[error("peer {peer} is configured for {configured}, not {transport}")]
+    TransportNotConfigured {
+        /// The peer.
+        peer: String,
+        /// Its configured transport.
+        configured: TransportKind,
         /// The transport used.
         transport: TransportKind,
     },
@@ -509,6 +558,7 @@ impl Refusal {
             Refusal::UnknownCertificate { .. } => "unknown_certificate",
             Refusal::UnknownAddress { .. } => "unknown_address",
             Refusal::WrongTransport { .. } => "wrong_transport",
+            Refusal::TransportNotConfigured { .. } => "transport_not_configured",
         }
     }
 }

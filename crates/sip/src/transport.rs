@@ -32,7 +32,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::b2bua::{B2bua, B2buaConfig, LocalEndpoint};
+use crate::b2bua::{B2bua, B2buaConfig, LocalEndpoint, Verdict};
 use crate::clock;
 use crate::media::{CallKey, MediaAnchor, Side};
 use crate::metrics::SipMetrics;
@@ -65,8 +65,22 @@ pub struct TransportConfig {
     pub max_connections_per_ip: usize,
     /// A stream that holds an incomplete message this long is closed (default 30 s): a slow or
     /// stalled sender cannot keep a connection slot and a buffer forever. Idle connections with
-    /// nothing buffered are kept (they carry in-dialog requests of long calls).
+    /// nothing buffered are kept once they have brought an admitted request (they carry
+    /// in-dialog requests of long calls).
     pub partial_message_timeout: Duration,
+    /// An inbound connection that brings no admitted request within this time after accept (or
+    /// after its TLS handshake) is closed (default 5 s); keep-alives do not count. One whose
+    /// requests are all refused is closed after the 403 (R-SIP-5).
+    pub admission_timeout: Duration,
+    /// Inbound connections from addresses that are no configured peer's, and that have not yet
+    /// been admitted or proved a peer certificate, share this quota (default 64) instead of
+    /// `max_connections`: no number of strangers can refuse a configured peer.
+    pub max_stranger_connections: usize,
+    /// The same per source IP (default 8).
+    pub max_stranger_connections_per_ip: usize,
+    /// Close TCP connections on the plain listener from addresses that are no plain peer's at
+    /// accept (default false).
+    pub plain_peers_only: bool,
     /// Name → address entries consulted before DNS when resolving peer FQDNs.
     pub static_hosts: Vec<(String, IpAddr)>,
     /// How TLS peers are named from their certificate.
@@ -85,6 +99,8 @@ impl std::fmt::Debug for TransportConfig {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("admission_timeout", &self.admission_timeout)
+            .field("max_stranger_connections", &self.max_stranger_connections)
             .finish_non_exhaustive()
     }
 }
@@ -101,6 +117,10 @@ impl Default for TransportConfig {
             max_connections: 4096,
             max_connections_per_ip: 256,
             partial_message_timeout: Duration::from_secs(30),
+            admission_timeout: Duration::from_secs(5),
+            max_stranger_connections: 64,
+            max_stranger_connections_per_ip: 8,
+            plain_peers_only: false,
             static_hosts: Vec::new(),
             identity: IdentityOptions::default(),
             advertise: None,
@@ -159,6 +179,22 @@ impl TransportConfig {
         self.partial_message_timeout = t;
         self
     }
+    /// Sets the admission timeout of inbound connections.
+    pub fn with_admission_timeout(mut self, t: Duration) -> Self {
+        self.admission_timeout = t;
+        self
+    }
+    /// Sets the strangers' connection quota, in all and per source IP.
+    pub fn with_stranger_limits(mut self, total: usize, per_ip: usize) -> Self {
+        self.max_stranger_connections = total;
+        self.max_stranger_connections_per_ip = per_ip;
+        self
+    }
+    /// Closes TCP connections from non-peer addresses at accept.
+    pub fn with_plain_peers_only(mut self, on: bool) -> Self {
+        self.plain_peers_only = on;
+        self
+    }
 }
 
 /// Resolves the FQDNs of `policy`'s peers (static hosts first, then the system resolver).
@@ -203,6 +239,8 @@ enum CoreMsg {
         remote: Remote,
         identity: Option<Box<PeerIdentity>>,
         writer: mpsc::Sender<Vec<u8>>,
+        /// Where admission verdicts for this inbound connection go.
+        control: watch::Sender<Admission>,
     },
     Closed {
         remote: Remote,
@@ -241,49 +279,124 @@ impl MediaEvents {
     }
 }
 
+/// What admission has said about an inbound connection so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// No request admitted or refused yet.
+    Pending,
+    /// A request was admitted: the connection may stay.
+    Admitted,
+    /// Its requests were refused and none was admitted: close after the response.
+    Refused,
+}
+
 #[derive(Debug)]
 struct Limits {
     global: Arc<Semaphore>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     max_per_ip: usize,
+    strangers: Arc<Semaphore>,
+    stranger_ip: Mutex<HashMap<IpAddr, usize>>,
+    max_stranger_per_ip: usize,
 }
 
-/// Holds one connection slot; frees it on drop.
+/// Holds one connection's place: in the peers' capacity (global + per IP), or in the
+/// strangers' quota until it is admitted. Frees it on drop.
 struct Slot {
     limits: Arc<Limits>,
+    /// Counted in the per-IP map of the capacity it holds.
     ip: Option<IpAddr>,
-    _permit: OwnedSemaphorePermit,
+    peer: Option<OwnedSemaphorePermit>,
+    stranger: Option<OwnedSemaphorePermit>,
+}
+
+fn decrement(map: &Mutex<HashMap<IpAddr, usize>>, ip: IpAddr) {
+    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = m.get_mut(&ip) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            m.remove(&ip);
+        }
+    }
+}
+
+fn increment(map: &Mutex<HashMap<IpAddr, usize>>, ip: IpAddr, max: usize) -> bool {
+    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+    let n = m.entry(ip).or_insert(0);
+    if *n >= max {
+        return false;
+    }
+    *n += 1;
+    true
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(ip) = self.ip {
-            let mut m = self.limits.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = m.get_mut(&ip) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    m.remove(&ip);
-                }
+            if self.peer.is_some() {
+                decrement(&self.limits.per_ip, ip);
+            } else if self.stranger.is_some() {
+                decrement(&self.limits.stranger_ip, ip);
             }
         }
     }
 }
 
+impl Slot {
+    /// True while the connection sits in the strangers' quota.
+    fn is_stranger(&self) -> bool {
+        self.peer.is_none()
+    }
+
+    /// Moves a stranger's connection (now admitted, or with a peer certificate) into the
+    /// peers' capacity; false when that is full (the connection is then closed).
+    fn promote(&mut self) -> bool {
+        if self.peer.is_some() {
+            return true;
+        }
+        let Ok(permit) = self.limits.global.clone().try_acquire_owned() else {
+            return false;
+        };
+        if let Some(ip) = self.ip {
+            if !increment(&self.limits.per_ip, ip, self.limits.max_per_ip) {
+                return false;
+            }
+            decrement(&self.limits.stranger_ip, ip);
+        }
+        self.peer = Some(permit);
+        self.stranger = None;
+        true
+    }
+}
+
 impl Limits {
+    /// A place in the peers' capacity (outbound connections: `ip` None).
     fn acquire(self: &Arc<Self>, ip: Option<IpAddr>) -> Option<Slot> {
         let permit = self.global.clone().try_acquire_owned().ok()?;
-        if let Some(ip) = ip {
-            let mut m = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-            let n = m.entry(ip).or_insert(0);
-            if *n >= self.max_per_ip {
-                return None;
-            }
-            *n += 1;
+        if let Some(ip) = ip
+            && !increment(&self.per_ip, ip, self.max_per_ip)
+        {
+            return None;
         }
         Some(Slot {
             limits: self.clone(),
             ip,
-            _permit: permit,
+            peer: Some(permit),
+            stranger: None,
+        })
+    }
+
+    /// A place in the strangers' quota.
+    fn acquire_stranger(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let permit = self.strangers.clone().try_acquire_owned().ok()?;
+        if !increment(&self.stranger_ip, ip, self.max_stranger_per_ip) {
+            return None;
+        }
+        Some(Slot {
+            limits: self.clone(),
+            ip: Some(ip),
+            peer: None,
+            stranger: Some(permit),
         })
     }
 }
@@ -294,6 +407,24 @@ struct Shared {
     metrics: Arc<SipMetrics>,
     framing: FramingConfig,
     cfg: TransportConfig,
+    policy: PolicyHandle,
+    /// Rate limit for per-connection log lines (accept, handshake, close).
+    log: Mutex<crate::lograte::LogGate>,
+}
+
+impl Shared {
+    /// Whether a line for event `code` about `ip` may be logged now (see [`crate::lograte`]).
+    fn log_allow(&self, code: &'static str, ip: IpAddr) -> Option<u64> {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allow(clock::now(), code, ip)
+    }
+
+    /// Counts an inbound connection closed (or refused) for `reason`.
+    fn closed(&self, reason: &'static str) {
+        self.metrics.connections_closed.inc(reason);
+    }
 }
 
 /// A running signaling server: listeners, connections and the core task.
@@ -366,7 +497,7 @@ impl Server {
                 TransportKind::Tcp => "GW1111",
                 TransportKind::Tls => "GW1112",
             };
-            tracing::info!(code, transport = ?kind, %addr, "SIP listener started");
+            tracing::info!(code, transport = %kind, %addr, "SIP listener started");
         }
         let policy = resolve(policy, &cfg.static_hosts).await;
         log_plans(&policy, &local);
@@ -379,6 +510,11 @@ impl Server {
             })
             .collect();
         let framing = b2bua_cfg.endpoint.framing;
+        // Every process gets its own identifier stream (RFC 3261 §8.1.1.4: Call-IDs unique
+        // across nodes and restarts; tags and branches unguessable).
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| io::Error::other(format!("random seed: {e}")))?;
+        b2bua_cfg.endpoint = b2bua_cfg.endpoint.with_random_ids(seed);
         let mut b2bua = B2bua::new(b2bua_cfg, handle.clone(), media);
         let metrics = Arc::new(SipMetrics::default());
         b2bua.set_metrics(metrics.clone());
@@ -389,6 +525,9 @@ impl Server {
             global: Arc::new(Semaphore::new(cfg.max_connections)),
             per_ip: Mutex::new(HashMap::new()),
             max_per_ip: cfg.max_connections_per_ip,
+            strangers: Arc::new(Semaphore::new(cfg.max_stranger_connections)),
+            stranger_ip: Mutex::new(HashMap::new()),
+            max_stranger_per_ip: cfg.max_stranger_connections_per_ip,
         });
         let shared = Arc::new(Shared {
             core: core_tx.clone(),
@@ -396,6 +535,8 @@ impl Server {
             metrics: metrics.clone(),
             framing,
             cfg: cfg.clone(),
+            policy: handle.clone(),
+            log: Mutex::new(crate::lograte::LogGate::default()),
         });
         tasks.spawn(core_task(
             b2bua,
@@ -506,7 +647,7 @@ fn log_plans(policy: &Policy, local: &[(TransportKind, SocketAddr)]) {
         let listeners: Vec<String> = local
             .iter()
             .filter(|(k, _)| plan.security.allows(*k))
-            .map(|(k, a)| format!("{k:?} {a}"))
+            .map(|(k, a)| format!("{k} {a}"))
             .collect();
         if listeners.is_empty() {
             tracing::warn!(code = "GW1114", dial_plan = %plan.name, mode = %plan.security, "dial plan has no listener for its mode");
@@ -566,11 +707,42 @@ async fn accept_task(
                 continue;
             }
         };
-        let Some(slot) = shared.limits.acquire(Some(from.ip())) else {
-            SipMetrics::add(&shared.metrics.connections_capped, 1);
-            tracing::warn!(code = "GW1204", %from, transport = ?kind, "connection cap reached: refused");
+        let ip = from.ip();
+        let policy = shared.policy.load();
+        if kind == TransportKind::Tcp
+            && shared.cfg.plain_peers_only
+            && !policy.is_plain_peer_address(ip)
+        {
+            shared.closed("not_a_peer");
             drop(stream);
             continue;
+        }
+        // Configured peers' addresses use the peers' capacity; everyone else the strangers'
+        // quota until a request is admitted or a peer certificate proved.
+        let slot = if policy.is_peer_address(ip) {
+            shared.limits.acquire(Some(ip)).ok_or("cap")
+        } else {
+            shared.limits.acquire_stranger(ip).ok_or("stranger_quota")
+        };
+        drop(policy);
+        let slot = match slot {
+            Ok(s) => s,
+            Err(reason) => {
+                SipMetrics::add(&shared.metrics.connections_capped, 1);
+                shared.closed(reason);
+                if let Some(left_out) = shared.log_allow("GW1204", ip) {
+                    tracing::warn!(
+                        code = "GW1204",
+                        %from,
+                        transport = %kind,
+                        reason,
+                        left_out,
+                        "GW1204 connection refused: capacity reached"
+                    );
+                }
+                drop(stream);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
@@ -583,6 +755,7 @@ async fn accept_task(
                 let Some(server) = shared.cfg.tls_server.clone() else {
                     return;
                 };
+                let mut slot = slot;
                 let acceptor = tokio_rustls::TlsAcceptor::from(server);
                 match tokio::time::timeout(shared.cfg.handshake_timeout, acceptor.accept(stream))
                     .await
@@ -593,21 +766,52 @@ async fn accept_task(
                             tls.get_ref().1.peer_certificates(),
                             shared.cfg.identity,
                         );
-                        tracing::info!(
-                            %from,
-                            names = ?identity.as_ref().map(|i| i.fqdns.clone()),
-                            "TLS peer connected"
-                        );
+                        // A certificate naming a configured peer moves the connection into
+                        // the peers' capacity.
+                        if slot.is_stranger()
+                            && identity
+                                .as_ref()
+                                .is_some_and(|id| shared.policy.load().names_a_peer(id))
+                            && !slot.promote()
+                        {
+                            shared.closed("cap");
+                            return;
+                        }
+                        if let Some(left_out) = shared.log_allow("tls-connected", ip) {
+                            let names = identity
+                                .as_ref()
+                                .map(|i| i.fqdns.join(", "))
+                                .unwrap_or_default();
+                            tracing::info!(%from, names, left_out, "TLS peer connected");
+                        }
                         run_connection(tls, remote, identity, shared, slot, None).await;
                     }
                     Ok(Err(e)) => {
                         let reason = tls_refusal_reason(&e);
                         shared.metrics.tls_refusals.inc(reason);
-                        tracing::warn!(code = "GW1202", %from, reason, error = %e, "TLS handshake refused")
+                        shared.closed("tls_handshake_failed");
+                        if let Some(left_out) = shared.log_allow("GW1202", ip) {
+                            tracing::warn!(
+                                code = "GW1202",
+                                %from,
+                                reason,
+                                error = %e,
+                                left_out,
+                                "GW1202 TLS handshake refused"
+                            );
+                        }
                     }
                     Err(_) => {
                         shared.metrics.tls_refusals.inc("timeout");
-                        tracing::warn!(code = "GW1205", %from, "TLS handshake timed out")
+                        shared.closed("tls_handshake_timeout");
+                        if let Some(left_out) = shared.log_allow("GW1205", ip) {
+                            tracing::warn!(
+                                code = "GW1205",
+                                %from,
+                                left_out,
+                                "GW1205 TLS handshake timed out"
+                            );
+                        }
                     }
                 }
             } else {
@@ -644,7 +848,7 @@ async fn connect_task(
     writer_rx: mpsc::Receiver<Vec<u8>>,
 ) {
     let fail = |shared: &Shared, why: String| {
-        tracing::warn!(code = "GW1206", ?remote, %why, "outbound connection failed");
+        tracing::warn!(code = "GW1206", %remote, %why, "GW1206 outbound connection failed");
         let _ = shared.core.try_send(CoreMsg::Closed { remote });
     };
     let Some(slot) = shared.limits.acquire(None) else {
@@ -674,7 +878,7 @@ async fn connect_task(
             .await
         {
             Ok(Ok(tls)) => {
-                tracing::info!(?remote, %name, "outbound TLS connected");
+                tracing::info!(%remote, %name, "outbound TLS connected");
                 run_connection(tls, remote, None, shared, slot, Some(writer_rx)).await
             }
             Ok(Err(e)) => fail(&shared, format!("TLS to {name}: {e}")),
@@ -688,17 +892,23 @@ async fn connect_task(
 /// Reads frames from a stream and forwards them to the core; a writer task sends what the core
 /// queues for this connection. `writer_rx` is given for outbound connections (the core
 /// created the queue when it first wanted to send).
+///
+/// Inbound connections are held to admission (R-SIP-5): without an admitted request within
+/// [`TransportConfig::admission_timeout`] (keep-alives do not count), or once their requests
+/// have only been refused, they are closed; a stranger's connection that is admitted moves
+/// into the peers' capacity. Every close is counted by reason.
 async fn run_connection<S>(
     stream: S,
     remote: Remote,
     identity: Option<PeerIdentity>,
     shared: Arc<Shared>,
-    slot: Slot,
+    mut slot: Slot,
     writer_rx: Option<mpsc::Receiver<Vec<u8>>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
+    let inbound = writer_rx.is_none();
     let (writer_tx, mut rx) = match writer_rx {
         Some(rx) => (None, rx),
         None => {
@@ -706,6 +916,11 @@ async fn run_connection<S>(
             (Some(tx), rx)
         }
     };
+    let (control_tx, mut control) = watch::channel(if inbound {
+        Admission::Pending
+    } else {
+        Admission::Admitted
+    });
     let pong_tx = writer_tx.clone();
     if let Some(writer) = writer_tx
         && shared
@@ -714,6 +929,7 @@ async fn run_connection<S>(
                 remote,
                 identity: identity.map(Box::new),
                 writer,
+                control: control_tx,
             })
             .await
             .is_err()
@@ -728,32 +944,59 @@ async fn run_connection<S>(
         }
         let _ = wr.shutdown().await;
     });
+    let admission_deadline =
+        tokio::time::Instant::from_std(clock::now() + shared.cfg.admission_timeout);
+    let mut admitted = !inbound;
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16 * 1024];
     let mut partial_deadline: Option<tokio::time::Instant> = None;
-    'read: loop {
-        let read = if buf.is_empty() {
+    let why: &'static str = 'read: loop {
+        let partial = if buf.is_empty() {
             partial_deadline = None;
-            rd.read(&mut chunk).await
+            None
         } else {
-            let deadline = *partial_deadline.get_or_insert_with(|| {
+            Some(*partial_deadline.get_or_insert_with(|| {
                 tokio::time::Instant::from_std(clock::now() + shared.cfg.partial_message_timeout)
-            });
-            match tokio::time::timeout_at(deadline, rd.read(&mut chunk)).await {
-                Ok(r) => r,
-                Err(_) => {
+            }))
+        };
+        let far = tokio::time::Instant::from_std(clock::now() + Duration::from_secs(86_400));
+        let read = tokio::select! {
+            r = rd.read(&mut chunk) => r,
+            () = tokio::time::sleep_until(partial.unwrap_or(far)), if partial.is_some() => {
+                if let Some(left_out) = shared.log_allow("GW1207", remote.addr.ip()) {
                     tracing::warn!(
                         code = "GW1207",
-                        ?remote,
+                        %remote,
                         buffered = buf.len(),
-                        "incomplete message timed out: connection closed"
+                        left_out,
+                        "GW1207 incomplete message timed out: connection closed"
                     );
-                    break 'read;
                 }
+                break 'read "partial_message_timeout";
+            }
+            () = tokio::time::sleep_until(admission_deadline), if !admitted => {
+                break 'read "admission_timeout";
+            }
+            changed = control.changed(), if !admitted => {
+                if changed.is_err() {
+                    break 'read "shutdown";
+                }
+                match *control.borrow_and_update() {
+                    Admission::Admitted => {
+                        admitted = true;
+                        if !slot.promote() {
+                            break 'read "cap";
+                        }
+                    }
+                    Admission::Refused => break 'read "refused",
+                    Admission::Pending => {}
+                }
+                continue 'read;
             }
         };
         let n = match read {
-            Ok(0) | Err(_) => break 'read,
+            Ok(0) => break 'read "peer_closed",
+            Err(_) => break 'read "io_error",
             Ok(n) => n,
         };
         buf.extend_from_slice(&chunk[..n]);
@@ -778,7 +1021,7 @@ async fn run_connection<S>(
                         .await
                         .is_err()
                     {
-                        break 'read;
+                        break 'read "shutdown";
                     }
                     frames += 1;
                     if frames >= FRAMES_PER_WAKE {
@@ -798,20 +1041,25 @@ async fn run_connection<S>(
                         })
                         .await;
                     if sent.is_err() {
-                        break 'read;
+                        break 'read "shutdown";
                     }
                     match wait.await {
                         Ok(StreamAction::Skip(n)) => {
                             buf.drain(..n.min(buf.len()));
                         }
-                        _ => break 'read,
+                        _ => break 'read "framing_error",
                     }
                 }
             }
         }
+    };
+    if inbound {
+        shared.closed(why);
     }
+    // The writer ends when every sender is gone: ours for pongs, and the core's at `Closed`.
+    drop(pong_tx);
     let _ = shared.core.send(CoreMsg::Closed { remote }).await;
-    // Let queued responses (e.g. a 413 before close) reach the socket.
+    // Let queued responses (e.g. a 413 or 403 before close) reach the socket.
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
     drop(slot);
 }
@@ -824,6 +1072,8 @@ async fn core_task(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut conns: HashMap<Remote, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut controls: HashMap<Remote, watch::Sender<Admission>> = HashMap::new();
+    let mut carry: Option<CoreMsg> = None;
     let far = Duration::from_secs(3600);
     let sleep = tokio::time::sleep(far);
     tokio::pin!(sleep);
@@ -835,23 +1085,33 @@ async fn core_task(
         if sleep.deadline() != deadline {
             sleep.as_mut().reset(deadline);
         }
-        tokio::select! {
-            biased;
-            _ = stop.changed() => return,
-            msg = rx.recv() => {
-                let Some(msg) = msg else { return };
-                let mut next = Some(msg);
-                let mut handled = 0;
-                while let Some(m) = next.take() {
-                    handle_msg(&mut b2bua, &mut conns, m);
-                    handled += 1;
-                    if handled >= INPUTS_PER_WAKE {
-                        break;
+        if let Some(m) = carry.take() {
+            handle_msg(&mut b2bua, &mut conns, &mut controls, m);
+        } else {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return,
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { return };
+                    let mut next = Some(msg);
+                    let mut handled = 0;
+                    while let Some(m) = next.take() {
+                        // A close waits for the batch's output: a 413 or 403 queued for that
+                        // connection just before it closed must still reach its writer.
+                        if handled > 0 && matches!(m, CoreMsg::Closed { .. }) {
+                            carry = Some(m);
+                            break;
+                        }
+                        handle_msg(&mut b2bua, &mut conns, &mut controls, m);
+                        handled += 1;
+                        if handled >= INPUTS_PER_WAKE {
+                            break;
+                        }
+                        next = rx.try_recv().ok();
                     }
-                    next = rx.try_recv().ok();
                 }
+                () = &mut sleep => b2bua.handle_timeout(clock::now()),
             }
-            () = &mut sleep => b2bua.handle_timeout(clock::now()),
         }
         shared.metrics.active_calls.store(
             b2bua.call_count() as u64,
@@ -874,7 +1134,9 @@ async fn core_task(
                 }
                 _ => {
                     if !conns.contains_key(&t.remote) && !b2bua.may_connect(&t.remote) {
-                        tracing::info!(remote = ?t.remote, "connection gone and not a peer address: message dropped");
+                        if let Some(left_out) = shared.log_allow("conn-gone", t.remote.addr.ip()) {
+                            tracing::info!(remote = %t.remote, left_out, "connection gone and not a peer address: message dropped");
+                        }
                         continue;
                     }
                     let tx = conns.entry(t.remote).or_insert_with(|| {
@@ -886,7 +1148,11 @@ async fn core_task(
                     match tx.try_send(t.bytes) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
-                            tracing::warn!(remote = ?t.remote, "connection write queue full: message dropped")
+                            if let Some(left_out) =
+                                shared.log_allow("queue-full", t.remote.addr.ip())
+                            {
+                                tracing::warn!(remote = %t.remote, left_out, "connection write queue full: message dropped")
+                            }
                         }
                         Err(mpsc::error::TrySendError::Closed(_)) => {
                             conns.remove(&t.remote);
@@ -895,10 +1161,33 @@ async fn core_task(
                 }
             }
         }
+        // After the responses are queued: tell connections what admission made of their
+        // requests (a refused one is closed once its 403 is out).
+        while let Some((remote, verdict)) = b2bua.poll_verdict() {
+            if let Some(c) = controls.get(&remote) {
+                let v = match verdict {
+                    Verdict::Admitted => Admission::Admitted,
+                    Verdict::Refused => Admission::Refused,
+                };
+                c.send_if_modified(|cur| {
+                    // Once admitted, a connection stays admitted.
+                    let changed = *cur == Admission::Pending;
+                    if changed {
+                        *cur = v;
+                    }
+                    changed
+                });
+            }
+        }
     }
 }
 
-fn handle_msg(b2bua: &mut B2bua, conns: &mut HashMap<Remote, mpsc::Sender<Vec<u8>>>, msg: CoreMsg) {
+fn handle_msg(
+    b2bua: &mut B2bua,
+    conns: &mut HashMap<Remote, mpsc::Sender<Vec<u8>>>,
+    controls: &mut HashMap<Remote, watch::Sender<Admission>>,
+    msg: CoreMsg,
+) {
     match msg {
         CoreMsg::Input { remote, bytes } => {
             b2bua.metrics().on_receive(&bytes);
@@ -917,12 +1206,15 @@ fn handle_msg(b2bua: &mut B2bua, conns: &mut HashMap<Remote, mpsc::Sender<Vec<u8
             remote,
             identity,
             writer,
+            control,
         } => {
             conns.insert(remote, writer);
+            controls.insert(remote, control);
             b2bua.connection_opened(remote, identity.map(|b| *b));
         }
         CoreMsg::Closed { remote } => {
             conns.remove(&remote);
+            controls.remove(&remote);
             b2bua.connection_closed(clock::now(), remote);
         }
         CoreMsg::Drain => b2bua.set_draining(true),

@@ -254,12 +254,12 @@ async fn listeners_and_dial_plan_modes_are_logged_at_start_and_reload() {
     }
     assert!(
         text.contains(&format!(
-            "code=\"GW1113\" dial_plan=secure mode=Secured listeners=Tls {tls}"
+            "code=\"GW1113\" dial_plan=secure mode=Secured listeners=tls {tls}"
         )),
         "{text}"
     );
     assert!(
-        text.contains("dial_plan=plain mode=Unsecured listeners=Udp "),
+        text.contains("dial_plan=plain mode=Unsecured listeners=udp "),
         "{text}"
     );
     cap.0.lock().unwrap().clear();
@@ -279,7 +279,7 @@ async fn listeners_and_dial_plan_modes_are_logged_at_start_and_reload() {
     let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
     assert!(
         text.contains(&format!(
-            "code=\"GW1113\" dial_plan=secure mode=SIPSecured listeners=Tls {tls}"
+            "code=\"GW1113\" dial_plan=secure mode=SIPSecured listeners=tls {tls}"
         )),
         "{text}"
     );

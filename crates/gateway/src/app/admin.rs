@@ -209,16 +209,51 @@ pub(crate) fn render_metrics(r: &Running, clock: &dyn Clock) -> String {
     o.family(
         "mediagate_calls_total",
         "counter",
-        "Calls admitted and routed, by the caller's dial plan and its mode.",
+        "Calls that ended, by the caller's dial plan, its mode and the result \
+         (answered, failed, cancelled, refused).",
     );
-    for ((plan, mode), n) in sip.calls.snapshot() {
-        let mode = mode.to_string();
+    for ((plan, mode, result), n) in sip.calls.snapshot() {
         o.sample(
             "mediagate_calls_total",
-            &[("dial_plan", &plan), ("mode", &mode)],
+            &[("dial_plan", &plan), ("mode", &mode), ("result", result)],
             n,
         );
     }
+    o.family(
+        "mediagate_sip_malformed_total",
+        "counter",
+        "SIP messages that could not be parsed or framed, by transport and reason \
+         (unparsable, missing_header, too_large).",
+    );
+    for ((transport, reason), n) in sip.malformed.snapshot() {
+        o.sample(
+            "mediagate_sip_malformed_total",
+            &[("transport", transport), ("reason", reason)],
+            n,
+        );
+    }
+    o.family(
+        "mediagate_connections_closed_total",
+        "counter",
+        "Stream connections the gateway closed or saw closed, by reason.",
+    );
+    for (reason, n) in sip.connections_closed.snapshot() {
+        o.sample(
+            "mediagate_connections_closed_total",
+            &[("reason", reason)],
+            n,
+        );
+    }
+    o.family(
+        "mediagate_session_expiries_total",
+        "counter",
+        "Calls ended because a session timer (RFC 4028) expired without a refresh.",
+    );
+    o.sample(
+        "mediagate_session_expiries_total",
+        &[],
+        sip.session_expiries.load(Ordering::Relaxed),
+    );
     o.family("mediagate_calls_active", "gauge", "Calls in progress.");
     o.sample("mediagate_calls_active", &[], r.server.active_calls());
     o.family(

@@ -121,7 +121,8 @@ impl Gateway {
         let transport = transport_config(cfg).with_tls(server_tls, client_tls);
         let b2bua = B2buaConfig::new(Vec::new())
             .max_calls(cfg.limits.max_calls)
-            .retry_after(cfg.limits.retry_after_secs);
+            .retry_after(cfg.limits.retry_after_secs)
+            .session_timers(cfg.limits.session_expires(), cfg.limits.min_se());
         let server = Server::start_with_local_endpoint(
             transport,
             b2bua,
@@ -239,6 +240,13 @@ pub(crate) fn transport_config(cfg: &Config) -> TransportConfig {
     t.tls = cfg.listen.tls;
     let mut t = t
         .with_connection_limits(l.max_connections, l.max_connections_per_ip)
+        .with_stranger_limits(
+            l.max_stranger_connections,
+            l.max_stranger_connections_per_ip,
+        )
+        .with_admission_timeout(l.admission_timeout())
+        .with_partial_message_timeout(l.partial_message_timeout())
+        .with_plain_peers_only(l.plain_peers_only)
         .with_handshake_timeout(Duration::from_millis(l.tls_handshake_timeout_ms))
         .with_identity(IdentityOptions {
             allow_common_name: cfg.tls.identity_from_cn,

@@ -203,13 +203,19 @@ pub struct Relay {
     events: Mutex<Option<mpsc::Receiver<RelayEvent>>>,
     bind_ip: IpAddr,
     coalesce: Duration,
+    /// Each pair's counters as its worker last published them (every second).
+    snapshots: Snapshots,
 }
+
+/// Per-pair counters the workers publish once a second, read without a round trip to them.
+pub(crate) type Snapshots = Arc<Mutex<std::collections::HashMap<PairId, [LegStats; 2]>>>;
 
 impl Relay {
     /// Starts the worker threads.
     pub fn start(config: RelayConfig) -> io::Result<Self> {
         let ports = Arc::new(Mutex::new(PortPool::new(config.port_min, config.port_max)?));
         let counters = Arc::new(RelayCounters::default());
+        let snapshots: Snapshots = Arc::default();
         let (ev_tx, ev_rx) = mpsc::channel();
         let mut workers = Vec::new();
         let mut threads = Vec::new();
@@ -222,9 +228,12 @@ impl Relay {
                 rx,
                 config.session.clone(),
                 config.coalesce,
-                counters.clone(),
-                ports.clone(),
-                ev_tx.clone(),
+                worker::WorkerShared {
+                    counters: counters.clone(),
+                    ports: ports.clone(),
+                    events_tx: ev_tx.clone(),
+                    snapshots: snapshots.clone(),
+                },
             );
             let t = std::thread::Builder::new()
                 .name(format!("mg-relay-{n}"))
@@ -241,6 +250,7 @@ impl Relay {
             events: Mutex::new(Some(ev_rx)),
             bind_ip: config.bind_ip,
             coalesce: config.coalesce,
+            snapshots,
         })
     }
 
@@ -311,6 +321,16 @@ impl Relay {
         self.worker(id).send(Command::Stats { id, reply: tx })?;
         rx.recv_timeout(Duration::from_secs(5))
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "relay worker did not answer"))
+    }
+
+    /// The counters of both legs of a pair as of the last second, without asking its worker
+    /// (cheap, never blocks on the worker); `None` for an unknown pair.
+    pub fn stats_snapshot(&self, id: PairId) -> Option<[LegStats; 2]> {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     /// How many worker threads relay packets (the configured number, at least one).

@@ -12,7 +12,7 @@ use mio::{Events, Interest, Poll, Token};
 use quinn_udp::{BATCH_SIZE, RecvMeta, UdpSocketState};
 
 use super::ports::PortPool;
-use super::{PairId, RelayCounters, RelayEvent};
+use super::{PairId, RelayCounters, RelayEvent, Snapshots};
 use crate::session::{
     Action, DropReason, LegPair, LegSpec, LegStats, PacketKind, SessionConfig, Side,
 };
@@ -81,6 +81,7 @@ pub(super) struct Worker {
     counters: Arc<RelayCounters>,
     ports: Arc<Mutex<PortPool>>,
     events_tx: mpsc::Sender<RelayEvent>,
+    snapshots: Snapshots,
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     by_id: HashMap<PairId, usize>,
@@ -126,16 +127,32 @@ fn kidx(kind: PacketKind) -> usize {
     }
 }
 
+/// What every worker shares with the [`super::Relay`] handle and the other workers.
+pub(super) struct WorkerShared {
+    /// Relay-wide packet and drop counters.
+    pub(super) counters: Arc<RelayCounters>,
+    /// The media port pool (ports go back to it when a pair is removed).
+    pub(super) ports: Arc<Mutex<PortPool>>,
+    /// Timeouts and other events for the signaling side.
+    pub(super) events_tx: mpsc::Sender<RelayEvent>,
+    /// Per-pair counters published once a second.
+    pub(super) snapshots: Snapshots,
+}
+
 impl Worker {
     pub(super) fn new(
         poll: Poll,
         commands: mpsc::Receiver<Command>,
         config: SessionConfig,
         coalesce: Duration,
-        counters: Arc<RelayCounters>,
-        ports: Arc<Mutex<PortPool>>,
-        events_tx: mpsc::Sender<RelayEvent>,
+        shared: WorkerShared,
     ) -> Self {
+        let WorkerShared {
+            counters,
+            ports,
+            events_tx,
+            snapshots,
+        } = shared;
         Self {
             poll,
             commands,
@@ -144,6 +161,7 @@ impl Worker {
             counters,
             ports,
             events_tx,
+            snapshots,
             slots: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::new(),
@@ -370,6 +388,10 @@ impl Worker {
     }
 
     fn remove(&mut self, id: PairId) {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         let Some(i) = self.by_id.remove(&id) else {
             return;
         };
@@ -390,6 +412,22 @@ impl Worker {
     }
 
     fn check_idle(&mut self, now: Instant) {
+        // Publish every pair's counters (once a second, one lock per worker).
+        let fresh: Vec<(PairId, [LegStats; 2])> = self
+            .slots
+            .iter()
+            .flatten()
+            .map(|s| {
+                (
+                    s.id,
+                    [s.pair.stats(Side::A).clone(), s.pair.stats(Side::B).clone()],
+                )
+            })
+            .collect();
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(fresh);
         for slot in self.slots.iter_mut().flatten() {
             if let Some(ev) = slot.pair.poll_timeout(now) {
                 let _ = self.events_tx.send(RelayEvent::Timeout {

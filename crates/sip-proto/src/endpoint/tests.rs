@@ -912,7 +912,10 @@ fn send_request_api_errors_and_branch_generation() {
         m => panic!("{m:?}"),
     };
     let b = sent.headers.top_via().unwrap().branch().unwrap().to_owned();
-    assert!(b.starts_with("z9hG4bK") && b.len() == 23, "{b}");
+    assert!(
+        b.starts_with("z9hG4bK") && b.len() == 7 + 24,
+        "96 random bits: {b}"
+    );
 }
 
 #[test]
@@ -1047,4 +1050,91 @@ fn rfc2543_request_without_branch_is_matched_by_call_id_cseq_and_via() {
         ep.transaction_state(id),
         Some(TransactionState::InviteServer(InviteServerState::Confirmed))
     );
+}
+
+/// Identifiers come from the seed the driver gives: the same seed, the same sequence (tests
+/// stay deterministic); another seed, another sequence; tags have 64 random bits, branches
+/// 96, Call-IDs 128.
+#[test]
+fn identifiers_follow_the_seed_and_are_wide() {
+    let mk = |seed: [u8; 32]| Endpoint::new(Config::default().with_random_ids(seed));
+    let (mut a, mut b, mut c) = (mk([1; 32]), mk([1; 32]), mk([2; 32]));
+    let take = |e: &mut Endpoint| (e.new_tag(), e.new_branch(), e.new_call_id("gw"));
+    let (ta, tb, tc) = (take(&mut a), take(&mut b), take(&mut c));
+    assert_eq!(ta, tb);
+    assert_ne!(ta.0, tc.0);
+    assert_eq!(ta.0.len(), 16);
+    assert_eq!(ta.1.len(), 7 + 24);
+    let (id, host) = ta.2.split_once('@').unwrap();
+    assert_eq!((id.len(), host), (32, "gw"));
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10_000 {
+        assert!(seen.insert(a.new_tag()));
+        assert!(seen.insert(a.new_branch()));
+    }
+}
+
+/// A request missing a mandatory header gets a 400 routed by its Via, whose reason names the
+/// header; the headers that were readable are copied (RFC 3261 §8.2.6).
+#[test]
+fn missing_headers_get_a_400_naming_them() {
+    let full = "OPTIONS sip:gw SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKm1\r\n\
+                From: <sip:a@x>;tag=1\r\nTo: <sip:gw>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n\
+                Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    for (name, prefix) in [
+        ("Call-ID", "Call-ID:"),
+        ("CSeq", "CSeq:"),
+        ("From", "From:"),
+        ("To", "To:"),
+        ("Max-Forwards", "Max-Forwards:"),
+    ] {
+        let text: String = full
+            .split_inclusive("\r\n")
+            .filter(|l| !l.starts_with(prefix))
+            .collect();
+        let mut ep = Endpoint::new(Config::default());
+        ep.handle_input(t0(), remote(TransportKind::Udp), text.as_bytes());
+        let d = drain(&mut ep);
+        assert_eq!(d.tx.len(), 1, "{name}: answered");
+        // Our parser would refuse a response without Call-ID/CSeq/From/To, so read the text.
+        let text = String::from_utf8(d.tx[0].clone()).unwrap();
+        let status = text.lines().next().unwrap();
+        assert!(status.starts_with("SIP/2.0 400 "), "{name}: {status}");
+        assert!(status.contains(name), "{name}: {status}");
+        assert!(
+            text.contains("Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKm1"),
+            "{text}"
+        );
+    }
+    // RFC 2543 requests (no magic cookie) are still served without Max-Forwards.
+    let old = full
+        .replace("branch=z9hG4bKm1", "branch=old1")
+        .replace("Max-Forwards: 70\r\n", "");
+    let mut ep = Endpoint::new(Config::default());
+    ep.handle_input(t0(), remote(TransportKind::Udp), old.as_bytes());
+    assert!(drain(&mut ep).tx.is_empty(), "no 400: handed to the TU");
+}
+
+/// Datagrams get the stream caps: a 60 kB header line or 5 000 headers get 413.
+#[test]
+fn oversized_datagrams_get_413() {
+    let head = "OPTIONS sip:gw SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKo1\r\n\
+                From: <sip:a@x>;tag=1\r\nTo: <sip:gw>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n\
+                Max-Forwards: 70\r\n";
+    let long_line = format!(
+        "{head}X-Long: {}\r\nContent-Length: 0\r\n\r\n",
+        "a".repeat(60_000)
+    );
+    let many: String = (0..5000).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let many = format!("{head}{many}Content-Length: 0\r\n\r\n");
+    for msg in [long_line, many] {
+        let mut ep = Endpoint::new(Config::default());
+        ep.handle_input(t0(), remote(TransportKind::Udp), msg.as_bytes());
+        let d = drain(&mut ep);
+        let Message::Response(r) = parse(&d.tx[0]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.status, StatusCode::REQUEST_ENTITY_TOO_LARGE);
+        assert!(d.ev.iter().any(|e| matches!(e, Event::FramingError { .. })));
+    }
 }

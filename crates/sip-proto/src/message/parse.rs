@@ -83,24 +83,30 @@ impl PartialHeaders {
 
     /// A stateless error response (RFC 3261 §8.2.6) to the request these headers came from;
     /// `None` for responses, ACKs, or when Via, From, To, Call-ID or CSeq is missing.
+    ///
+    /// The Via headers route the response (RFC 3261 §18.2.2), so they are all it needs; From,
+    /// To, Call-ID and CSeq are copied when they were readable (§8.2.6.2) and left out when
+    /// they are what was missing, so that a request lacking one still gets its 400.
     pub fn response(&self, status: StatusCode, reason: &str) -> Option<Response> {
         if !self.is_request || matches!(self.method, Some(Method::Ack)) || self.vias.is_empty() {
             return None;
         }
-        let (from, to, call_id, cseq) = (
-            self.from.as_ref()?,
-            self.to.as_ref()?,
-            self.call_id.as_ref()?,
-            self.cseq.as_ref()?,
-        );
         let mut headers = Headers::default();
         for v in &self.vias {
             headers.push(Header::Via(v.clone()));
         }
-        headers.push(Header::From(from.clone()));
-        headers.push(Header::To(to.clone()));
-        headers.push(Header::CallId(call_id.clone()));
-        headers.push(Header::CSeq(cseq.clone()));
+        if let Some(from) = &self.from {
+            headers.push(Header::From(from.clone()));
+        }
+        if let Some(to) = &self.to {
+            headers.push(Header::To(to.clone()));
+        }
+        if let Some(call_id) = &self.call_id {
+            headers.push(Header::CallId(call_id.clone()));
+        }
+        if let Some(cseq) = &self.cseq {
+            headers.push(Header::CSeq(cseq.clone()));
+        }
         headers.push(Header::ContentLength(0));
         Some(Response {
             status,
@@ -141,8 +147,9 @@ impl ParseError {
         })
     }
 
-    /// The stateless error response (RFC 3261 §8.2.6), if a status applies and the salvaged
-    /// headers suffice to route it (Via, From, To, Call-ID, CSeq). Never answers an ACK.
+    /// The stateless error response (RFC 3261 §8.2.6), if a status applies and a Via was
+    /// readable to route it; its reason phrase names what was wrong (`Bad Request (missing
+    /// Call-ID header)`). Never answers an ACK.
     pub fn response(&self) -> Option<Response> {
         let status = self.status()?;
         self.partial
@@ -682,6 +689,22 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
             1 => {}
             _ => return Err(ParseError::new(ParseErrorKind::Duplicate(name), partial)),
         }
+    }
+    // RFC 3261 §8.1.1: a request carries Max-Forwards. RFC 2543 did not require it, and RFC
+    // 4475 §3.3.13 (inv2543) asks that such old requests be served: an RFC 2543 request is
+    // told by its branch without the RFC 3261 magic cookie.
+    if let Start::Req(method, _) = &start
+        && *method != Method::Ack
+        && count(|h| matches!(h, Header::MaxForwards(_))) == 0
+        && headers
+            .top_via()
+            .and_then(|v| v.branch())
+            .is_some_and(|b| b.starts_with("z9hG4bK"))
+    {
+        return Err(ParseError::new(
+            ParseErrorKind::Missing("Max-Forwards"),
+            partial,
+        ));
     }
     let lengths: Vec<usize> = headers
         .iter()

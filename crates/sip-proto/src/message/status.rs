@@ -71,6 +71,8 @@ status_codes! {
     UNSUPPORTED_URI_SCHEME = 416, "Unsupported URI Scheme";
     /// 420
     BAD_EXTENSION = 420, "Bad Extension";
+    /// 422 (RFC 4028)
+    SESSION_INTERVAL_TOO_SMALL = 422, "Session Interval Too Small";
     /// 480
     TEMPORARILY_UNAVAILABLE = 480, "Temporarily Unavailable";
     /// 481

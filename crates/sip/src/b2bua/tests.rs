@@ -1170,10 +1170,12 @@ fn draining_refuses_new_calls_and_hangup_all_byes_both_legs() {
     assert_eq!(h.b2b.call_count(), 0);
     assert!(h.media.live().is_empty());
     let m = h.b2b.metrics();
-    assert_eq!(
-        m.calls.get(&("plain".to_owned(), VoipSecurity::Unsecured)),
-        1
-    );
+    let calls = |result: &'static str| {
+        m.calls
+            .get(&("plain".to_owned(), "Unsecured".to_owned(), result))
+    };
+    assert_eq!(calls("answered"), 1, "the call ended by the shutdown");
+    assert_eq!(calls("refused"), 1, "the INVITE refused while draining");
     assert_eq!(
         m.calls_rejected_overload
             .load(std::sync::atomic::Ordering::Relaxed),
@@ -1461,4 +1463,135 @@ fn echo_hold_answers_recvonly_with_contact_and_stops_the_endpoint() {
         assert!(r.headers.contact().is_some(), "Contact in the 2xx: {r:?}");
     }
     assert_eq!(*ep.sending.lock().unwrap(), vec![false, true]);
+}
+
+fn invite_with(call_id: &str, branch: &str, extra_headers: &str) -> String {
+    invite(call_id, branch, &offer_sdp(4000, "")).replacen(
+        "Max-Forwards: 70\r\n",
+        &format!("Max-Forwards: 70\r\n{extra_headers}"),
+        1,
+    )
+}
+
+/// RFC 4028 on the caller's leg: the caller refreshes (it supports timers); its refreshes keep
+/// the call; without one the call ends at the interval minus min(32, interval/3).
+#[test]
+fn session_timer_on_the_callers_leg_refreshes_and_expiry() {
+    let mut h = H::new(10);
+    let out = h.input(
+        A,
+        &invite_with(
+            "c1",
+            "i1",
+            "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n",
+        ),
+    );
+    let b_inv = find_req(&to(B, &out), Method::Invite);
+    assert_eq!(b_inv.headers.other("Session-Expires").next(), Some("1800"));
+    assert_eq!(b_inv.headers.other("Min-SE").next(), Some("90"));
+    assert!(
+        b_inv
+            .headers
+            .other("Supported")
+            .any(|v| v.contains("timer"))
+    );
+    // The callee does not do timers: its 2xx has none (we would refresh leg B at 900 s).
+    let out = h.input(
+        B,
+        &answer(&b_inv, StatusCode::OK, Some(&offer_sdp(6000, ""))),
+    );
+    let ok = find_resp(&to(A, &out), StatusCode::OK);
+    assert_eq!(
+        ok.headers.other("Session-Expires").next(),
+        Some("90;refresher=uac")
+    );
+    assert!(ok.headers.other("Require").any(|v| v == "timer"));
+    h.input(A, &a_request(&ok, "ACK", 1, ""));
+    // A refresh (UPDATE) at 40 s is answered with the interval and keeps the call.
+    h.advance(Duration::from_secs(40));
+    let out = h.input(A, &a_request(&ok, "UPDATE", 2, ""));
+    let r = find_resp(&to(A, &out), StatusCode::OK);
+    assert_eq!(
+        r.headers.other("Session-Expires").next(),
+        Some("90;refresher=uac")
+    );
+    let out = h.advance(Duration::from_secs(59));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(h.b2b.call_count(), 1);
+    // No further refresh: 60 s after the last one the call ends on both legs.
+    let out = h.advance(Duration::from_secs(2));
+    for peer in [A, B] {
+        let bye = find_req(&to(peer, &out), Method::Bye);
+        let reason = bye.headers.other("Reason").next().unwrap_or_default();
+        assert!(reason.contains("Session Timer Expired"), "{reason}");
+    }
+    assert_eq!(h.b2b.call_count(), 0);
+    assert!(h.media.live().is_empty());
+    assert_eq!(
+        h.b2b
+            .metrics()
+            .session_expiries
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+/// RFC 4028 on the callee's leg: its 2xx makes us the refresher; we refresh with UPDATE (it
+/// allows UPDATE) at half the interval; a refresh answered 481 ends the call.
+#[test]
+fn session_timer_on_the_callees_leg_we_refresh() {
+    let mut h = H::new(10);
+    let out = h.input(A, &invite("c1", "i1", &offer_sdp(4000, "")));
+    let b_inv = find_req(&to(B, &out), Method::Invite);
+    let ok_b = answer(&b_inv, StatusCode::OK, Some(&offer_sdp(6000, ""))).replacen(
+        "Content-Type",
+        "Session-Expires: 120;refresher=uac\r\nAllow: INVITE, ACK, BYE, UPDATE\r\nContent-Type",
+        1,
+    );
+    let out = h.input(B, &ok_b);
+    let ok_a = find_resp(&to(A, &out), StatusCode::OK);
+    // The caller did not ask for timers: we refresh its leg at 900 s (default 1800).
+    assert_eq!(
+        ok_a.headers.other("Session-Expires").next(),
+        Some("1800;refresher=uas")
+    );
+    h.input(A, &a_request(&ok_a, "ACK", 1, ""));
+    let out = h.advance(Duration::from_secs(59));
+    assert!(to(B, &out).is_empty());
+    let out = h.advance(Duration::from_secs(2));
+    let upd = find_req(&to(B, &out), Method::Update);
+    assert_eq!(
+        upd.headers.other("Session-Expires").next(),
+        Some("120;refresher=uac")
+    );
+    assert!(upd.body.is_empty(), "a refresh without an offer");
+    // 200: the next refresh 60 s later.
+    let ok = String::from_utf8(upd.response(StatusCode::OK).to_bytes()).unwrap();
+    h.input(B, &ok);
+    let out = h.advance(Duration::from_secs(59));
+    assert!(to(B, &out).is_empty());
+    let out = h.advance(Duration::from_secs(2));
+    let upd = find_req(&to(B, &out), Method::Update);
+    // 481: the session is gone there: the call ends.
+    let gone = String::from_utf8(upd.response(StatusCode::CALL_DOES_NOT_EXIST).to_bytes()).unwrap();
+    let out = h.input(B, &gone);
+    let bye = find_req(&to(A, &out), Method::Bye);
+    assert!(
+        bye.headers
+            .other("Reason")
+            .any(|r| r.contains("Session Refresh Failed")),
+        "{bye:?}"
+    );
+    assert_eq!(h.b2b.call_count(), 0);
+}
+
+/// A session interval below our Min-SE gets 422 with our Min-SE (RFC 4028 §9).
+#[test]
+fn session_interval_too_small_gets_422() {
+    let mut h = H::new(10);
+    let out = h.input(A, &invite_with("c1", "i1", "Session-Expires: 30\r\n"));
+    let r = find_resp(&to(A, &out), StatusCode::SESSION_INTERVAL_TOO_SMALL);
+    assert_eq!(r.headers.other("Min-SE").next(), Some("90"));
+    assert!(to(B, &out).is_empty());
+    assert_eq!(h.b2b.call_count(), 0);
 }

@@ -22,6 +22,7 @@ pub(crate) fn peer(name: &str, addr: &str, port: u16, t: TransportKind, plan: &s
         address: PeerAddress::parse(addr),
         port,
         transport: t,
+        transport_fixed: false,
         dial_plan: plan.into(),
         media_source: Default::default(),
         media_latching: Default::default(),
@@ -158,7 +159,7 @@ fn r_mode_2_secured_peer_over_tcp_is_refused_with_reason() {
     let e = p
         .admit(TransportKind::Tcp, "192.0.2.2:34567".parse().unwrap(), None)
         .unwrap_err();
-    assert_eq!(e.to_string(), "peer pbx is Secured: Tcp not allowed");
+    assert_eq!(e.to_string(), "peer pbx is Secured: tcp not allowed");
     // A plain peer over TLS (it has no certificate naming it) is refused too.
     let e = p
         .admit(TransportKind::Tls, "192.0.2.1:5061".parse().unwrap(), None)

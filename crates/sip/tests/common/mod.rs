@@ -201,6 +201,7 @@ pub fn peer(name: &str, addr: &str, port: u16, t: TransportKind, plan: &str) -> 
         address: PeerAddress::parse(addr),
         port,
         transport: t,
+        transport_fixed: false,
         dial_plan: plan.into(),
         media_source: Default::default(),
         media_latching: Default::default(),
