@@ -1,11 +1,13 @@
 //! A scripted SIP phone for the gateway's integration tests: blocking std I/O, one thread
 //! per SIP connection and one per media socket, no tokio.
 //!
-//! - [`Phone`]: a UAC over TCP or mutual TLS (rustls, client certificate) from a chosen
-//!   source address: INVITE, ACK, re-INVITE, BYE; in-dialog requests from the gateway (BYE,
-//!   re-INVITE, OPTIONS) are answered on the connection thread and recorded.
-//! - [`Uas`]: a plain TCP UAS on a port: 100 + 200 with its SDP to an INVITE, 200 with its
-//!   current SDP to a re-INVITE, 200 to BYE; every request recorded.
+//! - [`Phone`]: a UAC over TCP, mutual TLS (rustls, client certificate) or UDP from a chosen
+//!   source address: INVITE, ACK, re-INVITE, BYE, OPTIONS; in-dialog requests from the
+//!   gateway (BYE, re-INVITE, UPDATE, OPTIONS) are answered on the connection thread and
+//!   recorded.
+//! - [`Uas`]: a plain TCP UAS on a port: 100 + 200 with its SDP to an INVITE (or another
+//!   final status, see [`Uas::set_invite_status`]), 200 with its current SDP to a re-INVITE,
+//!   200 to BYE and UPDATE, with extra headers on the 2xx if asked; every request recorded.
 //! - [`Media`]: one UDP socket (symmetric RTP) that sends RTP or SRTP packets carrying a
 //!   recognisable 32-bit marker and records what arrives (decrypting SRTP with the key from
 //!   the gateway's SDP); optionally echoes what it receives.
@@ -114,6 +116,8 @@ fn full_name(name: &str) -> &str {
         "l" | "L" => "Content-Length",
         "m" | "M" => "Contact",
         "c" | "C" => "Content-Type",
+        "x" | "X" => "Session-Expires",
+        "k" | "K" => "Supported",
         _ => name,
     }
 }
@@ -141,6 +145,33 @@ impl SipMsg {
             headers,
             body,
         }
+    }
+
+    /// Parses one whole message (a datagram, or a frame cut off a stream); `None` when the
+    /// header block is not complete.
+    pub fn from_bytes(bytes: &[u8]) -> Option<SipMsg> {
+        let mut buf = bytes.to_vec();
+        take_message(&mut buf)
+    }
+
+    /// The `branch` parameter of the top Via.
+    pub fn branch(&self) -> Option<String> {
+        let via = self.header("Via")?;
+        via.split(';')
+            .find_map(|p| p.trim().strip_prefix("branch="))
+            .map(|b| b.split(',').next().unwrap_or(b).trim().to_owned())
+    }
+
+    /// The reason phrase of a response (empty for a request).
+    pub fn reason(&self) -> String {
+        if self.is_request() {
+            return String::new();
+        }
+        self.first
+            .splitn(3, ' ')
+            .nth(2)
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// True for a request.
@@ -264,7 +295,7 @@ impl SipMsg {
 }
 
 /// Cuts one complete message off the front of `buf` (CRLF keep-alives are skipped).
-fn take_message(buf: &mut Vec<u8>) -> Option<SipMsg> {
+pub fn take_message(buf: &mut Vec<u8>) -> Option<SipMsg> {
     while buf.starts_with(b"\r\n") {
         buf.drain(..2);
     }
@@ -403,18 +434,64 @@ fn conn_loop(
 
 /// A TCP connection from `local_ip` (any port) to `remote`.
 pub fn connect_from(local_ip: IpAddr, remote: SocketAddr) -> TcpStream {
+    try_connect_from(local_ip, remote)
+        .unwrap_or_else(|e| panic!("TCP connect from {local_ip} to {remote}: {e}"))
+}
+
+/// [`connect_from`] that reports a failed connect instead of panicking.
+pub fn try_connect_from(local_ip: IpAddr, remote: SocketAddr) -> std::io::Result<TcpStream> {
+    connect_many(&[local_ip], remote).pop().unwrap()
+}
+
+/// One TCP connection from each of `local_ips` (any port) to `remote`, in order, on one
+/// runtime (cheap for hundreds of connections).
+pub fn connect_many(local_ips: &[IpAddr], remote: SocketAddr) -> Vec<std::io::Result<TcpStream>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let s = tokio::net::TcpSocket::new_v4().unwrap();
-        s.bind(SocketAddr::new(local_ip, 0)).unwrap();
-        let st = s.connect(remote).await.unwrap().into_std().unwrap();
-        st.set_nonblocking(false).unwrap();
-        st.set_nodelay(true).unwrap();
-        st
+        let mut out = Vec::with_capacity(local_ips.len());
+        for ip in local_ips {
+            let r = async {
+                let s = tokio::net::TcpSocket::new_v4()?;
+                s.bind(SocketAddr::new(*ip, 0))?;
+                let st = s.connect(remote).await?.into_std()?;
+                st.set_nonblocking(false)?;
+                st.set_nodelay(true)?;
+                Ok(st)
+            }
+            .await;
+            out.push(r);
+        }
+        out
     })
+}
+
+/// A connected UDP socket as a byte stream for [`Conn`]: every write is one datagram and
+/// every read returns one datagram (a whole SIP message).
+struct UdpStream(UdpSocket);
+
+impl Read for UdpStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.recv(buf) {
+            // An ICMP port unreachable (the gateway's UDP socket not there) is not the end of
+            // a UDP "connection".
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                Err(std::io::Error::from(ErrorKind::WouldBlock))
+            }
+            r => r,
+        }
+    }
+}
+
+impl Write for UdpStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.send(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Requests the gateway sent a [`Phone`] inside its dialog, and the SDP the phone answers
@@ -468,6 +545,19 @@ impl Phone {
         root_pem: &str,
         server_name: &str,
     ) -> Phone {
+        Phone::try_tls(name, local_ip, gateway, leaf, root_pem, server_name)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Phone::tls`] that reports a failed connect or handshake instead of panicking.
+    pub fn try_tls(
+        name: &str,
+        local_ip: IpAddr,
+        gateway: SocketAddr,
+        leaf: &Leaf,
+        root_pem: &str,
+        server_name: &str,
+    ) -> Result<Phone, String> {
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls_pki_types::CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
             roots.add(c.unwrap()).unwrap();
@@ -482,17 +572,27 @@ impl Phone {
         .unwrap();
         let sni = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
         let mut conn = rustls::ClientConnection::new(Arc::new(config), sni).unwrap();
-        let mut tcp = connect_from(local_ip, gateway);
+        let mut tcp = try_connect_from(local_ip, gateway)
+            .map_err(|e| format!("{name}: TCP connect to the gateway at {gateway}: {e}"))?;
         let local = tcp.local_addr().unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         while conn.is_handshaking() {
             conn.complete_io(&mut tcp)
-                .unwrap_or_else(|e| panic!("{name}: TLS handshake with the gateway: {e}"));
+                .map_err(|e| format!("{name}: TLS handshake with the gateway: {e}"))?;
         }
         tcp.set_read_timeout(Some(Duration::from_millis(10)))
             .unwrap();
         let stream = rustls::StreamOwned::new(conn, tcp);
-        Phone::over(name, Box::new(stream), local, "TLS", gateway)
+        Ok(Phone::over(name, Box::new(stream), local, "TLS", gateway))
+    }
+
+    /// A phone over UDP from `local` (an IP and a port, 0: any) to the gateway at `gateway`.
+    pub fn udp(name: &str, local: SocketAddr, gateway: SocketAddr) -> Phone {
+        let s = UdpSocket::bind(local).unwrap_or_else(|e| panic!("{name}: UDP bind {local}: {e}"));
+        s.connect(gateway).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+        let local = s.local_addr().unwrap();
+        Phone::over(name, Box::new(UdpStream(s)), local, "UDP", gateway)
     }
 
     fn over(
@@ -557,6 +657,61 @@ impl Phone {
     /// The phone's local SIP address.
     pub fn local(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The Call-ID of the current call.
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// Sends `msg` as it is (a whole SIP message).
+    pub fn send_raw(&self, msg: String) {
+        self.conn.send(msg);
+    }
+
+    /// The next response that arrives, waiting up to `timeout`.
+    pub fn recv(&self, timeout: Duration) -> Option<SipMsg> {
+        self.conn.recv(timeout)
+    }
+
+    /// An OPTIONS outside any dialog (its own Call-ID) to `sip:{user}@gateway`; the final
+    /// response, or `None` if none came within `timeout`.
+    pub fn options(&mut self, user: &str, timeout: Duration) -> Option<SipMsg> {
+        let t = self.transport;
+        let uri = format!(
+            "sip:{user}@{}:{};transport={}",
+            self.gateway.ip(),
+            self.gateway.port(),
+            t.to_ascii_lowercase()
+        );
+        let call_id = format!("{}-options-{}@test", unique(), self.name);
+        let req = format!(
+            "OPTIONS {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/{t} {local};branch=z9hG4bK{branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{user_}@{domain}>;tag={tag}\r\n\
+             To: <{uri}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Contact: <sip:{user_}@{local};transport={tl}>\r\n\
+             Accept: application/sdp\r\n\
+             Content-Length: 0\r\n\r\n",
+            local = self.local,
+            branch = unique(),
+            user_ = self.user,
+            domain = self.domain,
+            tag = unique(),
+            tl = t.to_ascii_lowercase(),
+        );
+        self.conn.send(req);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let r = self.conn.recv(left)?;
+            if r.header("Call-ID") == Some(call_id.as_str()) && r.status() >= 200 {
+                return Some(r);
+            }
+        }
     }
 
     fn request(&mut self, method: &str, uri: &str, branch: &str, cseq: u32, body: &str) -> String {
@@ -723,6 +878,10 @@ impl Phone {
 struct UasShared {
     sdp: String,
     requests: Vec<SipMsg>,
+    /// A final status other than 200 for initial INVITEs.
+    invite_status: Option<(u16, String)>,
+    /// Extra header lines on the 2xx to INVITE (initial and re-INVITE) and UPDATE.
+    extra: Vec<String>,
 }
 
 /// A scripted plain-TCP UAS (a peer of an Unsecured plan): it accepts the gateway's
@@ -745,7 +904,7 @@ impl Uas {
         let transcript = Transcript::default();
         let shared = Arc::new(Mutex::new(UasShared {
             sdp: sdp.to_owned(),
-            requests: Vec::new(),
+            ..UasShared::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (tr, sh, st) = (transcript.clone(), shared.clone(), stop.clone());
@@ -777,6 +936,17 @@ impl Uas {
     /// The SDP for the next answers (INVITE and re-INVITE).
     pub fn set_answer(&self, sdp: &str) {
         self.shared.lock().unwrap().sdp = sdp.to_owned();
+    }
+
+    /// Answers the next initial INVITEs with `code` and `reason` (after 100 Trying) instead of
+    /// 200 with SDP.
+    pub fn set_invite_status(&self, code: u16, reason: &str) {
+        self.shared.lock().unwrap().invite_status = Some((code, reason.to_owned()));
+    }
+
+    /// Header lines (`Name: value`) added to every 2xx to INVITE, re-INVITE and UPDATE.
+    pub fn set_extra_headers(&self, headers: &[&str]) {
+        self.shared.lock().unwrap().extra = headers.iter().map(|h| (*h).to_owned()).collect();
     }
 
     /// Every request received so far.
@@ -819,17 +989,24 @@ fn uas_handler(shared: &Arc<Mutex<UasShared>>, addr: SocketAddr) -> Handler {
     Box::new(move |req| {
         let mut st = shared.lock().unwrap();
         st.requests.push(req.clone());
+        let mut ok_headers = vec![contact.clone()];
+        ok_headers.extend(st.extra.iter().cloned());
         match req.method().as_str() {
             "ACK" => vec![],
             "INVITE" => {
                 let initial = req.header("To").and_then(SipMsg::tag_of).is_none();
-                let ok = req.response(200, "OK", &tag, std::slice::from_ref(&contact), &st.sdp);
-                if initial {
-                    vec![req.response(100, "Trying", &tag, &[], ""), ok]
-                } else {
-                    vec![ok]
+                let trying = req.response(100, "Trying", &tag, &[], "");
+                match &st.invite_status {
+                    Some((code, reason)) if initial => {
+                        vec![trying, req.response(*code, reason, &tag, &[], "")]
+                    }
+                    _ => {
+                        let ok = req.response(200, "OK", &tag, &ok_headers, &st.sdp);
+                        if initial { vec![trying, ok] } else { vec![ok] }
+                    }
                 }
             }
+            "UPDATE" => vec![req.response(200, "OK", &tag, &st.extra, "")],
             _ => vec![req.response(200, "OK", &tag, &[], "")],
         }
     })
