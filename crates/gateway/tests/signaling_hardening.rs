@@ -2634,3 +2634,59 @@ fn no_debug_renderings_in_logs_or_responses() {
     );
     c.finish();
 }
+
+// ---------------------------------------------------------------------------------------------
+// 14: failed TLS handshakes
+// ---------------------------------------------------------------------------------------------
+
+/// Test 14: 300 connections from one stranger address to the TLS port whose handshakes fail,
+/// half by sending bytes that are not TLS and half by closing after the first octets of a
+/// record: every one is counted in `mediagate_tls_handshake_refusals_total`, and the log gets
+/// at most a few GW1202 lines (one per 10 s per source, with `left_out`), not 300.
+#[test]
+fn failed_tls_handshakes_are_counted_not_logged() {
+    const N: usize = 300;
+    let lab = Lab::new();
+    let gw = lab.start_with("", &["--log-json"]);
+    let _dump = Dump::new(&gw);
+    let mut c = Checks::new("tls-failures");
+    let refusals = |m: &str| msum(m, "mediagate_tls_handshake_refusals_total", &[]);
+    let before = refusals(&gw.metrics());
+    let lines_before = events(&gw.log(), "GW1202").len();
+    // In rounds of 4, within the strangers' quota of 8 per address.
+    const ROUND: usize = 4;
+    let mut sent = 0;
+    while sent < N {
+        let sources = vec![ip("127.0.0.9"); ROUND];
+        for conn in connect_many(&sources, lab.tls()) {
+            let mut s = conn.expect("TCP connect to the TLS port");
+            let bytes: &[u8] = if sent % 2 == 0 {
+                b"OPTIONS sip:gateway SIP/2.0\r\n\r\n"
+            } else {
+                // A handshake record header announcing 512 octets, then the client goes away.
+                &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]
+            };
+            let _ = s.write_all(bytes);
+            drop(s);
+            sent += 1;
+        }
+        wait_metrics(&gw, 5.0, |m| refusals(m) - before >= sent as f64);
+    }
+    let m = wait_metrics(&gw, 10.0, |m| refusals(m) - before >= N as f64);
+    let counted = refusals(&m) - before;
+    c.check(
+        counted == N as f64,
+        format!(
+            "every failed handshake counted: +{counted} of {N}: {}",
+            metric_lines(&m, "mediagate_tls_handshake_refusals_total")
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let log = gw.log();
+    let lines = events(&log, "GW1202").len() - lines_before;
+    c.check(
+        (1..=3).contains(&lines),
+        format!("1 to 3 GW1202 lines for {N} failed handshakes from one source, got {lines}"),
+    );
+    c.finish();
+}
